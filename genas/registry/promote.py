@@ -1,0 +1,63 @@
+"""Register a study's best trial in the MLflow Model Registry and point an alias at it."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import optuna
+from mlflow.exceptions import MlflowException
+from optuna.trial import TrialState
+
+from genas.errors import GenasError
+from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, client
+
+log = logging.getLogger(__name__)
+
+
+def registered_name(study_name: str) -> str:
+    return f"genas-{study_name}"
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The single best trial; for several objectives, the Pareto trial best on the first."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise GenasError(f"study {study.study_name!r} has no complete trial to register yet; "
+                         "run more trials (`genas worker`) first")
+    if len(study.directions) == 1:
+        return study.best_trial
+    return min(study.best_trials, key=lambda t: (t.values[0], t.number))
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    version: str
+    alias: str
+    trial: int
+    run_id: str
+
+
+def promote(study: optuna.Study, alias: str = "champion") -> Promotion:
+    """Register the best trial's model (once per run) and move ``alias`` to that version."""
+    trial = best_trial(study)
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if run_id is None:
+        raise GenasError(f"best trial {trial.number} has no MLflow run to register")
+    c = client()
+    name = registered_name(study.study_name)
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        c.create_registered_model(name, tags={"genas.study": study.study_name},
+                                  description=f"Generators found by the genas study {study.study_name}")
+    existing = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run_id]
+    if existing:
+        version = existing[0]
+    else:
+        source = f"{c.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
+        version = c.create_model_version(name, source, run_id=run_id,
+                                         tags={"genas.trial": str(trial.number)})
+    c.set_registered_model_alias(name, alias, version.version)
+    log.info("registered %s version %s (trial %d) as @%s", name, version.version, trial.number, alias)
+    return Promotion(name, str(version.version), alias, trial.number, run_id)

@@ -1,0 +1,176 @@
+"""One Optuna trial, top to bottom: suggest → train → evaluate → log to MLflow → return the objective.
+
+A trial that raises is recorded as failed with its reason (Optuna user attr ``fail_reason``,
+MLflow tag ``genas.fail_reason``, run status FAILED) and the study goes on; a pruned trial's
+run ends KILLED with ``genas.state=PRUNED``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import optuna
+import torch
+
+from genas.data import Dataset
+from genas.errors import GenasError
+from genas.evaluators import evaluate
+from genas.images import save_grid
+from genas.registry.model import read_state, save_pyfunc_model, write_state
+from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, STATE_ARTIFACT, RunLogger, start_run
+from genas.search.growth import ACTION_ATTR, PARENT_ATTR
+from genas.search.study import StudySpec
+from genas.spaces.base import Generator, Space, Tensors, TrialContext
+
+log = logging.getLogger(__name__)
+
+FAIL_REASON_ATTR = "fail_reason"
+GRID_SAMPLES = 64
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise GenasError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GenasError(f"device {name} asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return device
+
+
+@dataclass
+class Progress:
+    """Hooks for a progress display (the CLI's); all optional."""
+
+    trial_started: Callable[[int, str], None] = lambda number, label: None
+    images: Callable[[int, int], None] = lambda done, total: None
+    trial_finished: Callable[[optuna.trial.FrozenTrial | None], None] = lambda trial: None
+
+
+@dataclass
+class Objective:
+    study_name: str
+    spec: StudySpec
+    space: Space
+    dataset: Dataset
+    device: torch.device
+    experiment_id: str
+    parent_run_id: str | None
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def budget(self) -> dict:
+        return self.space.budget(self.spec.budget)
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        attrs = trial.user_attrs
+        tags = {"genas.study": self.study_name, "genas.space": self.space.name,
+                "genas.trial": str(trial.number), "genas.dataset": self.spec.dataset,
+                "genas.budget": self.spec.budget}
+        if PARENT_ATTR in attrs:
+            tags["genas.parent"] = "root" if attrs[PARENT_ATTR] is None else str(attrs[PARENT_ATTR])
+            tags["genas.action"] = str(attrs.get(ACTION_ATTR, ""))
+        name = f"trial-{trial.number}" + (f" · {tags['genas.action']}" if "genas.action" in tags else "")
+        run = RunLogger(start_run(self.experiment_id, name, tags, self.parent_run_id))
+        trial.set_user_attr(RUN_ID_ATTR, run.run_id)
+        self.progress.trial_started(trial.number, name)
+        started = time.perf_counter()
+        try:
+            values = self._run(trial, run)
+        except optuna.TrialPruned:
+            run.tags({"genas.state": "PRUNED"})
+            run.finish("KILLED")
+            raise
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {exc}".strip()[:2000]
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
+            run.tags({"genas.state": "FAIL", "genas.fail_reason": reason})
+            run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            log.warning("trial %d failed: %s", trial.number, reason)
+            raise
+        run.metrics({"trial_seconds": time.perf_counter() - started}, step=0)
+        run.tags({"genas.state": "COMPLETE"})
+        run.finish("FINISHED")
+        return values[0] if len(values) == 1 else values
+
+    def _run(self, trial: optuna.Trial, run: RunLogger) -> list[float]:
+        budget = self.budget
+        seed = self.spec.seed * 100_003 + trial.number
+        ctx = self._context(trial, run, seed)
+        config = self.space.suggest(trial, ctx)
+        run.params(config)
+        generator = self.space.train(config, ctx)
+
+        fake = generator.sample(budget["eval_samples"], seed=seed)
+        metrics = evaluate(fake, self.dataset, self._final_metrics(), device=self.device,
+                           n_real=budget["eval_samples"], seed=self.spec.seed)
+        run.metrics(metrics, step=budget["images_per_trial"])
+        values = [metrics[o] for o in self.spec.objectives]
+        if not all(math.isfinite(v) for v in values):
+            raise GenasError(f"objective is not finite ({dict(zip(self.spec.objectives, values))})")
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        self._log_model(run, generator, fake[:GRID_SAMPLES], config)
+        return values
+
+    def _final_metrics(self) -> list[str]:
+        return list(dict.fromkeys(["swd", *self.spec.objectives]))
+
+    def _context(self, trial: optuna.Trial, run: RunLogger, seed: int) -> TrialContext:
+        budget = self.budget
+        single = len(self.spec.objectives) == 1
+        pruning_key = f"{self.spec.objectives[0]}_quick" if single else None
+
+        def report(step: int, metrics: dict[str, float]) -> None:
+            run.metrics(metrics, step=step)
+            if pruning_key in metrics and math.isfinite(metrics[pruning_key]):
+                trial.report(metrics[pruning_key], step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at {step} images ({pruning_key}={metrics[pruning_key]:.3f})")
+
+        def quick_eval(generator: Generator) -> dict[str, float]:
+            n = budget["quick_eval_samples"]
+            fake = generator.sample(n, seed=seed)
+            swd = evaluate(fake, self.dataset, ["swd"], device=self.device, n_real=n, seed=self.spec.seed)["swd"]
+            return {"swd_quick": swd}
+
+        def parent_state() -> tuple[dict, Tensors] | None:
+            parent = trial.user_attrs.get(PARENT_ATTR)
+            return None if parent is None else self.load_trial_state(trial.study, parent)
+
+        def save_state(config: dict, tensors: Tensors) -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                run.artifacts(write_state(Path(tmp) / STATE_ARTIFACT, config, tensors), STATE_ARTIFACT)
+
+        def set_attr(key: str, value: object) -> None:
+            trial.set_user_attr(key, value)
+            run.tags({f"genas.{key}": value})
+
+        return TrialContext(dataset=self.dataset, budget=self.spec.budget, device=self.device, seed=seed,
+                            trial=trial, reporter=report, quick_evaluator=quick_eval,
+                            parent_loader=parent_state, state_saver=save_state, attr_setter=set_attr,
+                            progress=self.progress.images)
+
+    @staticmethod
+    def load_trial_state(study: optuna.Study, number: int) -> tuple[dict, Tensors]:
+        """The training state a finished trial saved, read back from its MLflow run's artifacts."""
+        matches = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+        run_id = matches[0].user_attrs.get(RUN_ID_ATTR) if matches else None
+        if run_id is None:
+            raise GenasError(f"parent trial {number} has no MLflow run; its lineage cannot be continued")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = RunLogger(run_id).download(STATE_ARTIFACT, Path(tmp))
+            return read_state(folder)
+
+    def _log_model(self, run: RunLogger, generator: Generator, grid: torch.Tensor, config: dict) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            run.artifact(save_grid(grid, Path(tmp) / "samples.png"))
+            model_dir = save_pyfunc_model(Path(tmp) / MODEL_ARTIFACT, generator)
+            run.artifacts(model_dir, MODEL_ARTIFACT)

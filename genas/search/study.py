@@ -1,0 +1,172 @@
+"""Create, resume and load studies: storage URLs, directions, samplers and pruners by name.
+
+Everything a worker needs to rebuild a trial (space, dataset, budget, objectives, sampler …)
+is kept in the study's user attrs, so ``genas worker NAME`` needs only the storage URL.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import optuna
+from optuna.storages import BaseStorage
+
+from genas.errors import GenasError
+from genas.home import default_storage_url
+from genas.spaces.base import GrowableSpace, Space, get_space
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("growth", "tpe", "random", "cmaes", "qmc", "nsga2")
+PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study searches; stored in the study's user attrs."""
+
+    space: str
+    dataset: str
+    budget: str
+    objectives: tuple[str, ...]
+    sampler: str
+    pruner: str
+    seed: int
+    top_k: int | None = None
+
+    def to_attrs(self) -> dict:
+        return {"space": self.space, "dataset": self.dataset, "budget": self.budget,
+                "objectives": list(self.objectives), "sampler": self.sampler, "pruner": self.pruner,
+                "seed": self.seed, "top_k": self.top_k}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict, study_name: str) -> "StudySpec":
+        try:
+            return cls(attrs["space"], attrs["dataset"], attrs["budget"], tuple(attrs["objectives"]),
+                       attrs["sampler"], attrs["pruner"], attrs["seed"], attrs.get("top_k"))
+        except KeyError as exc:
+            raise GenasError(f"study {study_name!r} was not created by genas (no {exc.args[0]!r}); "
+                             "start it with `genas search`") from exc
+
+
+def default_study_name(space: str, dataset: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{space}-{dataset}").strip("-")
+
+
+def open_storage(url: str | None = None) -> BaseStorage:
+    """An RDB storage with heartbeats (stale trials fail and are retried once), or a journal file."""
+    url = url or default_storage_url()
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=GRACE_PERIOD_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many kinds for a bad URL
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GenasError(f"cannot open storage {url!r} ({first}); pass --storage sqlite:///PATH.db, "
+                         "postgresql://USER@HOST/DB or journal:PATH") from exc
+
+
+def build_sampler(spec: StudySpec, space: Space, resolution: int) -> optuna.samplers.BaseSampler:
+    multi = len(spec.objectives) > 1
+    seed = spec.seed
+    if spec.sampler == "growth":
+        if not isinstance(space, GrowableSpace):
+            raise GenasError(f"space {space.name} does not grow; use --sampler tpe, random, cmaes, qmc or nsga2")
+        from genas.search.growth import GrowthSampler
+
+        inner = optuna.samplers.NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
+        k = spec.top_k or space.budget(spec.budget)["top_k"]
+        return GrowthSampler(space, resolution, spec.budget, k=k, inner=inner, seed=seed)
+    if space.samplers is not None and spec.sampler not in space.samplers:
+        raise GenasError(f"space {space.name} searches with --sampler {' or '.join(space.samplers)}, "
+                         f"not {spec.sampler}; leave --sampler out to use its default")
+    factories = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+    }
+    if spec.sampler not in factories:
+        raise GenasError(f"unknown sampler {spec.sampler!r}; use one of {', '.join(SAMPLERS)}")
+    return factories[spec.sampler]()
+
+
+def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    if len(spec.objectives) > 1 or spec.pruner == "none":
+        # Optuna has no pruning for multi-objective studies.
+        return optuna.pruners.NopPruner()
+    factories = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
+        "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=4),
+    }
+    if spec.pruner not in factories:
+        raise GenasError(f"unknown pruner {spec.pruner!r}; use one of {', '.join(PRUNERS)}")
+    return factories[spec.pruner]()
+
+
+def validate_spec(spec: StudySpec) -> Space:
+    """Check names before anything is written; return the space."""
+    from genas.evaluators import check_metrics
+
+    space = get_space(spec.space)
+    space.budget(spec.budget)
+    if not spec.objectives:
+        raise GenasError("no objective given; pass e.g. --objective swd or --objective swd,fid_digitnet")
+    check_metrics(spec.objectives)
+    if spec.sampler not in SAMPLERS:
+        raise GenasError(f"unknown sampler {spec.sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if spec.pruner not in PRUNERS:
+        raise GenasError(f"unknown pruner {spec.pruner!r}; use one of {', '.join(PRUNERS)}")
+    if spec.sampler == "growth" and not isinstance(space, GrowableSpace):
+        raise GenasError(f"space {space.name} does not grow; use --sampler tpe, random, cmaes, qmc or nsga2")
+    if space.samplers is not None and spec.sampler not in space.samplers:
+        raise GenasError(f"space {space.name} searches with --sampler {' or '.join(space.samplers)}, "
+                         f"not {spec.sampler}; leave --sampler out to use its default")
+    return space
+
+
+def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna.Study:
+    """Create the study, or resume it when the stored spec agrees on space and objectives."""
+    if name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = StudySpec.from_attrs(study.user_attrs, name)
+        if (stored.space, stored.objectives) != (spec.space, spec.objectives):
+            raise GenasError(f"study {name!r} searches {stored.space} on {','.join(stored.objectives)}, "
+                             f"not {spec.space} on {','.join(spec.objectives)}; pass another --study-name")
+        return study
+    study = optuna.create_study(study_name=name, storage=storage,
+                                directions=["minimize"] * len(spec.objectives))
+    study.set_metric_names(list(spec.objectives))
+    for key, value in spec.to_attrs().items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def load_study(name: str, storage: BaseStorage) -> tuple[optuna.Study, StudySpec]:
+    """A study genas created; GenasError naming the existing studies when it is not there."""
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    if name not in names:
+        known = ", ".join(names) if names else "none yet; start one with `genas search SPACE`"
+        raise GenasError(f"no study named {name!r} in this storage (studies: {known})")
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study, StudySpec.from_attrs(study.user_attrs, name)
+
+
+def attach_search(study: optuna.Study, spec: StudySpec, space: Space, resolution: int) -> optuna.Study:
+    """Reload the study with the sampler and pruner its spec names (both are per-process objects)."""
+    return optuna.load_study(study_name=study.study_name, storage=study._storage,
+                             sampler=build_sampler(spec, space, resolution), pruner=build_pruner(spec))

@@ -1,0 +1,142 @@
+"""`genas search dggan --budget tiny --trials 4`, checked through the Optuna DB, MLflow and the registry."""
+import json
+import subprocess
+import sys
+
+import mlflow
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from genas.cli import cli
+
+STUDY = "dggan-mnist5k"
+MODEL = f"genas-{STUDY}"
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENAS_HOME", str(home))
+    for var in ("GENAS_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        mp.delenv(var, raising=False)
+    mp.chdir(home.parent)
+    result = CliRunner().invoke(cli, ["search", "dggan", "--budget", "tiny", "--trials", "4", "--seed", "1"])
+    yield home, result
+    mp.undo()
+
+
+def test_cli_reports_and_registers(searched):
+    home, result = searched
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "leaderboard" in result.output
+    assert f"models:/{MODEL}@champion" in result.output
+    assert (home.parent / f"{STUDY}-champion.png").stat().st_size > 0
+
+
+def test_optuna_study_records_lineage(searched):
+    home, _ = searched
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
+    trials = study.get_trials()
+    assert len(trials) == 4
+    assert trials[0].user_attrs["parent"] is None and trials[0].params["action"] == "root"
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) >= 2
+    for t in trials[1:]:
+        parent = t.user_attrs["parent"]
+        if parent is not None:
+            earlier = {p.number for p in trials if p.number < t.number and p.state == TrialState.COMPLETE}
+            assert parent in earlier
+            assert t.params["action"] in ("g_layer", "d_layer", "grow")
+    assert any(t.user_attrs["parent"] is not None for t in trials), "no child trial grew from a parent"
+    for t in complete:
+        assert "arch" in t.user_attrs and "mlflow_run_id" in t.user_attrs
+        assert t.values[0] == pytest.approx(t.user_attrs["swd"])
+
+
+def test_mlflow_runs_match_trials(searched):
+    home, _ = searched
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(f"genas/{STUDY}")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("genas.role") == "study"]
+    assert len(parents) == 1
+    trial_runs = {r.data.tags["genas.trial"]: r for r in runs if "genas.trial" in r.data.tags}
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
+    assert len(trial_runs) == 4
+    for t in study.get_trials():
+        run = trial_runs[str(t.number)]
+        assert run.info.run_id == t.user_attrs["mlflow_run_id"]
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["genas.parent"] == ("root" if t.user_attrs["parent"] is None else str(t.user_attrs["parent"]))
+        assert run.data.tags["genas.action"] == t.user_attrs["action"]
+        if t.state == TrialState.COMPLETE:
+            assert run.info.status == "FINISHED"
+            assert run.data.metrics["swd"] == pytest.approx(t.values[0])
+            assert len(client.get_metric_history(run.info.run_id, "swd_quick")) >= 2
+            names = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"samples.png", "model", "state"} <= names
+            assert run.data.params["action"] == t.params["action"]
+
+
+def test_champion_alias_points_at_best_trial(searched):
+    home, _ = searched
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+    version = MlflowClient().get_model_version_by_alias(MODEL, "champion")
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
+    assert version.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+
+
+def test_load_and_sample_in_a_fresh_process(searched):
+    home, _ = searched
+    code = f"""
+import json, genas, mlflow, numpy as np
+g = genas.load("models:/{MODEL}@champion")
+a, b, c = g.sample(16, seed=0), g.sample(16, seed=0), g.sample(16, seed=1)
+m = mlflow.pyfunc.load_model("models:/{MODEL}@champion")
+p = m.predict({{"n": 4, "seed": 0}})
+print(json.dumps({{"shape": list(a.shape), "dtype": str(a.dtype), "same": bool((a == b).all()),
+                   "differs": bool((a != c).any()), "pyfunc": list(p.shape), "pyfunc_dtype": str(p.dtype),
+                   "pyfunc_same": bool((p == a[:4].numpy()).all())}}))
+"""
+    env = {"GENAS_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home.parent),
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=home.parent, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["shape"][0] == 16 and got["shape"][1] == 1 and got["dtype"] == "torch.uint8"
+    assert got["same"] and got["differs"]
+    assert got["pyfunc"] == [4, *got["shape"][1:]] and got["pyfunc_dtype"] == "uint8" and got["pyfunc_same"]
+
+
+def test_study_show_and_registry_list(searched):
+    home, _ = searched
+    runner = CliRunner(env={"GENAS_HOME": str(home)})
+    shown = runner.invoke(cli, ["study", "show", STUDY])
+    assert shown.exit_code == 0, shown.output
+    assert "best: trial" in shown.output and "root" in shown.output
+    listed = runner.invoke(cli, ["study", "list"])
+    assert STUDY in listed.output
+    reg = runner.invoke(cli, ["registry", "list"])
+    assert MODEL in reg.output and "@champion" in reg.output
+    out = home.parent / "grid.png"
+    sampled = runner.invoke(cli, ["sample", f"models:/{MODEL}@champion", "-n", "9", "-o", str(out), "--seed", "3"])
+    assert sampled.exit_code == 0, sampled.output
+    assert out.stat().st_size > 0
+    promoted = runner.invoke(cli, ["registry", "promote", STUDY, "--alias", "staging"])
+    assert promoted.exit_code == 0 and "@staging" in promoted.output
+
+
+def test_worker_joins_and_resumes(searched):
+    home, _ = searched
+    runner = CliRunner(env={"GENAS_HOME": str(home)})
+    result = runner.invoke(cli, ["worker", STUDY, "--trials", "1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
+    assert len(study.trials) == 5

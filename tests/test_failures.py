@@ -1,0 +1,77 @@
+"""A trial that raises is FAIL with its reason in Optuna and MLflow; the study goes on."""
+import mlflow
+import optuna
+import torch
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from genas.errors import TrainingDiverged
+from genas.search.study import StudySpec, create_or_resume, open_storage
+from genas.search.worker import run_worker
+from genas.spaces.base import Space, register_space
+
+
+class FlakyGenerator:
+    def __init__(self, level: float) -> None:
+        self.level = level
+
+    def sample(self, n, seed=None):
+        g = torch.Generator().manual_seed(0 if seed is None else seed)
+        return (torch.rand(n, 1, 8, 8, generator=g) * 255 * self.level).to(torch.uint8)
+
+    def state(self):
+        return {"space": "flaky"}, {"level": torch.tensor([self.level])}
+
+    @classmethod
+    def from_state(cls, config, tensors):
+        return cls(float(tensors["level"][0]))
+
+
+@register_space
+class FlakySpace(Space):
+    """Trial 1 runs out of memory, trial 2 diverges; the others train."""
+
+    name = "flaky"
+    generator_cls = FlakyGenerator
+    budgets = {"tiny": {"images_per_trial": 1, "eval_samples": 32, "quick_eval_samples": 16, "trials": 4}}
+
+    def suggest(self, trial, ctx):
+        return {"level": trial.suggest_float("level", 0.1, 1.0)}
+
+    def train(self, config, ctx):
+        if ctx.trial.number == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if ctx.trial.number == 2:
+            raise TrainingDiverged("loss_d is nan at 64 images; lower --lr")
+        ctx.report(1, ctx.quick_eval(FlakyGenerator(config["level"])))
+        return FlakyGenerator(config["level"])
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(genas_home):
+    spec = StudySpec("flaky", "digits", "tiny", ("swd",), "random", "none", 0)
+    study = create_or_resume("flaky", spec, open_storage())
+    study = run_worker(study, spec, n_trials=4, timeout=None, device="cpu")
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    reasons = {t.number: t.user_attrs.get("fail_reason", "") for t in study.get_trials()}
+    assert "out of memory" in reasons[1] and "nan" in reasons[2]
+
+    mlflow.set_tracking_uri(f"sqlite:///{genas_home / 'mlflow.db'}")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("genas/flaky")
+    runs = {r.data.tags.get("genas.trial"): r for r in client.search_runs([exp.experiment_id])}
+    assert runs["1"].info.status == "FAILED" and "out of memory" in runs["1"].data.tags["genas.fail_reason"]
+    assert runs["2"].info.status == "FAILED"
+    assert runs["0"].info.status == runs["3"].info.status == "FINISHED"
+
+
+def test_resuming_with_another_space_is_refused(genas_home):
+    import pytest
+
+    from genas.errors import GenasError
+
+    storage = open_storage()
+    create_or_resume("s", StudySpec("flaky", "digits", "tiny", ("swd",), "random", "none", 0), storage)
+    with pytest.raises(GenasError, match="another --study-name"):
+        create_or_resume("s", StudySpec("progan", "digits", "tiny", ("swd",), "tpe", "none", 0), storage)
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 0
