@@ -27,6 +27,14 @@ class GenasGroup(click.Group):
 
 
 def _setup_logging(verbose: bool) -> None:
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    if not verbose:
+        # Library notices (Optuna's "experimental" flags, MLflow's hints) are not for CLI users.
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
     from rich.logging import RichHandler
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
@@ -77,7 +85,7 @@ def _progress_display(total_trials: int | None) -> Iterator["object"]:
 
         def finished(trial) -> None:  # noqa: ANN001
             state = trial.state.name if trial is not None else "?"
-            value = f" {trial.values}" if trial is not None and trial.values else ""
+            value = " " + ", ".join(f"{v:.3f}" for v in trial.values) if trial is not None and trial.values else ""
             bars.console.log(f"trial {trial.number if trial else '?'}: {state}{value}")
             bars.advance(trials)
 

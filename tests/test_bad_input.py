@@ -78,3 +78,10 @@ def test_console_script_exit_code(genas_home):
                          text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: unknown space")
+
+
+def test_fid_without_inception_weights(genas_home, monkeypatch):
+    monkeypatch.setenv("GENAS_INCEPTION_WEIGHTS", str(genas_home / "missing" / "pt_inception-2015-12-05-6726825d.pth"))
+    line = _one_line_error(CliRunner().invoke(cli, ["search", "progan", "--budget", "tiny", "--objective", "fid"]))
+    assert "pt_inception-2015-12-05-6726825d.pth" in line
+    assert _no_study_written(genas_home)

@@ -137,7 +137,7 @@ def test_swd_separates_data_from_noise():
     ds = load_dataset("mnist5k")
     perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
     images = ds.uint8()[perm]
-    half_a, half_b = images[:600], images[600:1200]
+    half_a, half_b = images[:300], images[300:600]
     noise = torch.randint(0, 256, half_a.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     real = swd.descriptor_sets(half_b, seed=0)
     same = swd.swd_from_descriptors(swd.descriptor_sets(half_a, seed=1), real)

@@ -24,7 +24,7 @@ from genas.evaluators import stats
 from genas.evaluators import swd as swd_mod
 from genas.evaluators.features import EXTRACTORS, Extractor, get_extractor, register_extractor
 
-__all__ = ["evaluate", "check_metrics", "available_metrics", "register_extractor", "Extractor"]
+__all__ = ["evaluate", "check_metrics", "preflight", "available_metrics", "register_extractor", "Extractor"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,14 @@ def check_metrics(names: Sequence[str]) -> None:
         raise GenasError(f"no metrics given; choose from {', '.join(available_metrics())}")
     for name in names:
         _parse(name)
+
+
+def preflight(names: Sequence[str]) -> None:
+    """Load every extractor the metrics need now, so missing weights fail before a study starts."""
+    check_metrics(names)
+    for extractor in dict.fromkeys(x for _, x in map(_parse, [names] if isinstance(names, str) else names)):
+        if extractor is not None:
+            get_extractor(extractor, "cpu")
 
 
 def _prepare_fake(fake: torch.Tensor, dataset: Dataset) -> torch.Tensor:

@@ -8,6 +8,7 @@ distance over 4 x 128 random unit directions. Reported x1e3 per level (``swd_<re
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -105,11 +106,17 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: torch.Tenso
         raise ValueError(f"descriptor sets must have equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
     directions = directions.to(a.device, a.dtype)
     total = 0.0
-    for dirs in directions:  # one repeat at a time bounds memory to [M, per_repeat]
-        pa = torch.sort(a @ dirs, dim=0).values
-        pb = torch.sort(b @ dirs, dim=0).values
+    for dirs in directions:  # one repeat at a time bounds memory to [per_repeat, M]
+        # rows of [per_repeat, M] sort much faster than columns of [M, per_repeat]
+        pa, pb = _sort_rows(dirs.T @ a.T), _sort_rows(dirs.T @ b.T)
         total += float((pa - pb).abs().mean())
     return total / len(directions)
+
+
+def _sort_rows(x: torch.Tensor) -> torch.Tensor:
+    if x.device.type == "cpu":  # numpy's sort is ~1.5x torch's on CPU, and sorting dominates SWD
+        return torch.from_numpy(np.sort(x.numpy(), axis=1))
+    return torch.sort(x, dim=1).values
 
 
 @torch.no_grad()

@@ -1,0 +1,62 @@
+"""progan: the fixed schedule reaches the dataset resolution and a tiny trial trains through it."""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import torch
+
+from genas.data import Dataset
+from genas.errors import GenasError
+from genas.spaces import TrialContext, generator_from_state, get_space
+from genas.spaces.dggan.network import resolution_of
+from genas.spaces.progan.space import ProGANGenerator, schedule, width_at
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_schedule_reaches_the_dataset_resolution():
+    assert schedule(4) == [4]
+    assert schedule(32) == [4, 8, 16, 32]
+    with pytest.raises(GenasError):
+        schedule(24)
+    assert [width_at(r, 64) for r in (4, 8, 16, 32, 64, 1024)] == [64, 64, 64, 32, 16, 8]
+
+
+def test_budgets_match_a_dggan_lineage():
+    progan, dggan = get_space("progan"), get_space("dggan")
+    for name in ("tiny", "small", "full"):
+        b = progan.budget(name)
+        assert b["images_per_trial"] > dggan.budget(name)["images_per_trial"]
+        assert {"images_per_trial", "batch_size", "eval_samples", "quick_eval_samples", "reports", "top_k",
+                "trials"} <= set(b)
+
+
+def test_tiny_trial_trains_the_whole_schedule():
+    space = get_space("progan")
+    data = Dataset("random", "random16", torch.rand(64, 1, 16, 16) * 2 - 1)
+    study = optuna.create_study()
+    study.enqueue_trial({"lr": 1e-3, "width": 8, "latent": 16, "n_critic": 1, "gp_weight": 10.0})
+    reports, attrs, saved = [], {}, []
+    ctx = TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0,
+                       reporter=lambda s, m: reports.append((s, m)), attr_setter=attrs.__setitem__,
+                       state_saver=lambda c, t: saved.append((c, t)))
+    config = space.suggest(study.ask(), ctx)
+    gen = space.train(config, ctx)
+    assert resolution_of(attrs["arch"]) == 16
+    assert [len(s) for s in attrs["arch"]["g"]] == [1, 2, 2] and [len(s) for s in attrs["arch"]["d"]] == [0, 2, 2]
+    assert len(reports) == space.budget("tiny")["reports"]
+    assert all(math.isfinite(v) for _, m in reports for v in m.values())
+    images = gen.sample(4, seed=3)
+    assert images.shape == (4, 1, 16, 16) and images.dtype == torch.uint8
+    state = gen.state()
+    assert state[0]["space"] == "progan" and saved[0][0]["space"] == "progan"
+    again = generator_from_state(*state)
+    assert isinstance(again, ProGANGenerator) and torch.equal(again.sample(4, seed=3), images)
