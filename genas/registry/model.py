@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,10 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-try:
+with warnings.catch_warnings():
+    # MLflow warns on import and suggests predict() type hints, which would make it reject the
+    # plain dict input; neither is for genas users.
+    warnings.simplefilter("ignore", UserWarning)
     import mlflow.pyfunc
 
     class GenasPyfuncModel(mlflow.pyfunc.PythonModel):
@@ -120,14 +124,10 @@ try:
             n, seed = parse_request(model_input)
             with torch.no_grad():
                 return self.generator.sample(n, seed=seed).numpy()
-except ImportError:  # pragma: no cover - mlflow is a hard dependency; keep import errors readable
-    GenasPyfuncModel = None  # type: ignore[assignment,misc]
 
 
 def save_pyfunc_model(path: Path, generator: Generator) -> Path:
     """Write an MLflow pyfunc model folder for ``generator`` at ``path`` (must not exist)."""
-    import mlflow.pyfunc
-
     import genas
 
     config, tensors = generator.state()

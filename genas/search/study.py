@@ -103,15 +103,19 @@ def build_sampler(spec: StudySpec, space: Space, resolution: int) -> optuna.samp
     return factories[spec.sampler]()
 
 
-def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+def build_pruner(spec: StudySpec, space: Space) -> optuna.pruners.BasePruner:
     if len(spec.objectives) > 1 or spec.pruner == "none":
         # Optuna has no pruning for multi-objective studies.
         return optuna.pruners.NopPruner()
+    # Steps are images seen. New layers fade in over the first half of a trial, when the score
+    # gets worse before it gets better: no pruning decision is taken there.
+    images = space.budget(spec.budget)["images_per_trial"]
+    warmup = images // 2
     factories = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(),
-        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
-        "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=4),
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=images),
+        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup)),
+        "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=4, n_warmup_steps=warmup),
     }
     if spec.pruner not in factories:
         raise GenasError(f"unknown pruner {spec.pruner!r}; use one of {', '.join(PRUNERS)}")
@@ -169,4 +173,4 @@ def load_study(name: str, storage: BaseStorage) -> tuple[optuna.Study, StudySpec
 def attach_search(study: optuna.Study, spec: StudySpec, space: Space, resolution: int) -> optuna.Study:
     """Reload the study with the sampler and pruner its spec names (both are per-process objects)."""
     return optuna.load_study(study_name=study.study_name, storage=study._storage,
-                             sampler=build_sampler(spec, space, resolution), pruner=build_pruner(spec))
+                             sampler=build_sampler(spec, space, resolution), pruner=build_pruner(spec, space))
