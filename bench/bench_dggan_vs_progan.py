@@ -28,7 +28,9 @@ from genas.search.worker import run_worker
 def run_study(space: str, budget: str, trials: int, seed: int, sampler: str) -> dict:
     with tempfile.TemporaryDirectory() as home:
         os.environ["GENAS_HOME"] = home
-        spec = StudySpec(space, "mnist5k", budget, ("swd",), sampler, "median", seed)
+        from genas.spaces.base import get_space
+
+        spec = StudySpec(space, "mnist5k", budget, ("swd",), sampler, get_space(space).default_pruner, seed)
         start = time.perf_counter()
         study = run_worker(create_or_resume(f"{space}-{seed}", spec, open_storage()), spec,
                            n_trials=trials, timeout=None, device="auto")
@@ -36,7 +38,6 @@ def run_study(space: str, budget: str, trials: int, seed: int, sampler: str) -> 
         complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
         best = study.best_trial
         from genas.search.objective import Objective
-        from genas.spaces.base import get_space
 
         per_trial = get_space(space).budget(budget)["images_per_trial"]
         config, _ = Objective.load_trial_state(study, best.number)

@@ -136,8 +136,9 @@ def _parent(t) -> str:  # noqa: ANN001
 @click.option("--objective", default="swd", show_default=True,
               help="swd, fid, kid, fid_digitnet …; comma-separated for a multi-objective study.")
 @click.option("--sampler", default=None, help="growth (dggan), tpe, random, cmaes, qmc, nsga2 [default: the space's].")
-@click.option("--pruner", default="median", show_default=True,
-              help="median, hyperband, successive_halving, percentile or none (single objective only).")
+@click.option("--pruner", default=None,
+              help="median, hyperband, successive_halving, percentile or none (single objective only) "
+                   "[default: the space's: none for dggan, median otherwise].")
 @click.option("--top-k", type=int, default=None, help="Growth sampler: parents come from the k best [default: the budget's].")
 @click.option("--storage", default=None, help="Optuna storage URL [default: $GENAS_STORAGE or sqlite in the genas home].")
 @click.option("--study-name", default=None, help="[default: SPACE-DATASET]; an existing study is resumed.")
@@ -145,7 +146,7 @@ def _parent(t) -> str:  # noqa: ANN001
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--alias", default="champion", show_default=True, help="Alias given to the registered best model.")
 def search(space: str, dataset: str, trials: int | None, timeout: float | None, budget: str, objective: str,
-           sampler: str | None, pruner: str, top_k: int | None, storage: str | None, study_name: str | None,
+           sampler: str | None, pruner: str | None, top_k: int | None, storage: str | None, study_name: str | None,
            device: str, seed: int, alias: str) -> None:
     """Create (or resume) a study of SPACE, run it, register the best trial and show the leaderboard."""
     from genas.search.study import StudySpec, create_or_resume, default_study_name, open_storage, validate_spec
@@ -154,7 +155,8 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
     space_obj = get_space(space)
     spec = StudySpec(space=space, dataset=dataset, budget=budget,
                      objectives=tuple(o.strip() for o in objective.split(",") if o.strip()),
-                     sampler=sampler or space_obj.default_sampler, pruner=pruner, seed=seed, top_k=top_k)
+                     sampler=sampler or space_obj.default_sampler, pruner=pruner or space_obj.default_pruner,
+                     seed=seed, top_k=top_k)
     validate_spec(spec)
     from genas.data import load_dataset
     from genas.evaluators import preflight

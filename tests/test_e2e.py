@@ -79,7 +79,7 @@ def test_mlflow_runs_match_trials(searched):
             assert run.data.metrics["swd"] == pytest.approx(t.values[0])
             assert len(client.get_metric_history(run.info.run_id, "swd_quick")) >= 2
             names = {a.path for a in client.list_artifacts(run.info.run_id)}
-            assert {"samples.png", "model", "state"} <= names
+            assert {"samples.png", "config.json", "model", "state"} <= names
             assert run.data.params["action"] == t.params["action"]
 
 

@@ -133,10 +133,12 @@ def save_pyfunc_model(path: Path, generator: Generator) -> Path:
     config, tensors = generator.state()
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = write_state(Path(tmp) / "generator", config, tensors)
-        mlflow.pyfunc.save_model(
-            path=str(path),
-            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-            artifacts={"generator": str(state_dir)},
-            pip_requirements=[f"genas=={genas.__version__}", f"torch>={torch.__version__.split('+')[0]}"],
-        )
+        with warnings.catch_warnings():  # the same type-hint advice, raised again on save
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.pyfunc.save_model(
+                path=str(path),
+                python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                artifacts={"generator": str(state_dir)},
+                pip_requirements=[f"genas=={genas.__version__}", f"torch>={torch.__version__.split('+')[0]}"],
+            )
     return path

@@ -6,6 +6,7 @@ run ends KILLED with ``genas.state=PRUNED``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -172,5 +173,9 @@ class Objective:
     def _log_model(self, run: RunLogger, generator: Generator, grid: torch.Tensor, config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             run.artifact(save_grid(grid, Path(tmp) / "samples.png"))
+            config_file = Path(tmp) / "config.json"
+            config_file.write_text(json.dumps({"space": self.space.name, "config": config,
+                                               "generator": generator.state()[0]}, indent=2, default=str))
+            run.artifact(config_file)
             model_dir = save_pyfunc_model(Path(tmp) / MODEL_ARTIFACT, generator)
             run.artifacts(model_dir, MODEL_ARTIFACT)

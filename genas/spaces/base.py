@@ -94,6 +94,7 @@ class Space(ABC):
     name: ClassVar[str]
     generator_cls: ClassVar[type]
     default_sampler: ClassVar[str] = "tpe"
+    default_pruner: ClassVar[str] = "median"
     #: sampler names this space works with; None means any
     samplers: ClassVar[tuple[str, ...] | None] = None
     #: objectives this space can be scored on (evaluator names; fid_<extractor> too)

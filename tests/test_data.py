@@ -1,0 +1,70 @@
+"""Datasets by name: every source becomes float [-1, 1] NCHW with a power-of-two side."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genas.data import from_uint8, load_dataset, to_uint8
+from genas.errors import GenasError
+
+
+def test_mnist5k_is_padded_to_32():
+    d = load_dataset("mnist5k")
+    assert d.images.shape == (5000, 1, 32, 32)
+    assert d.images.min() == -1 and d.images.max() == 1
+    assert (d.images[:, :, :2, :] == -1).all()  # the padding is background
+
+
+def test_digits_is_8x8():
+    d = load_dataset("digits")
+    assert d.images.shape == (1797, 1, 8, 8) and d.resolution == 8
+
+
+def test_uint8_round_trip():
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(to_uint8(from_uint8(x)), x)
+
+
+def test_folder_of_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    d = load_dataset(f"folder:{tmp_path}@16")
+    assert d.images.shape == (5, 3, 16, 16) and d.channels == 3
+    assert -1 <= d.images.min() and d.images.max() <= 1
+    default = load_dataset(f"folder:{tmp_path}")
+    assert default.resolution == 32  # the largest power of two inside the 40-pixel crop
+
+
+def test_npz_and_cifar10(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (6, 16, 16), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", images=arr)
+    d = load_dataset(f"npz:{tmp_path / 'x.npz'}")
+    assert d.images.shape == (6, 1, 16, 16)
+    assert torch.equal(d.uint8(), torch.from_numpy(arr)[:, None])
+
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    batch = {b"data": np.random.default_rng(1).integers(0, 256, (3, 3072), dtype=np.uint8)}
+    with open(folder / "data_batch_1", "wb") as fh:
+        pickle.dump(batch, fh)
+    c = load_dataset(f"cifar10:{folder}")
+    assert c.images.shape == (3, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name, words", [
+    ("nosuch", "unknown dataset"), ("folder:", "unknown dataset"), ("cifar10:/nope", "CIFAR-10"),
+    ("npz:/nope.npz", "does not exist"),
+])
+def test_bad_names(name, words):
+    with pytest.raises(GenasError, match=words):
+        load_dataset(name)
+
+
+def test_float_npz_is_refused(tmp_path):
+    np.save(tmp_path / "f.npy", np.zeros((2, 8, 8), dtype=np.float32))
+    with pytest.raises(GenasError, match="uint8"):
+        load_dataset(f"npz:{tmp_path / 'f.npy'}")
