@@ -133,6 +133,28 @@ def test_study_show_and_registry_list(searched):
     assert promoted.exit_code == 0 and "@staging" in promoted.output
 
 
+def test_eval_scores_a_model_and_a_folder(searched):
+    home, _ = searched
+    runner = CliRunner(env={"GENAS_HOME": str(home)})
+    scored = runner.invoke(cli, ["eval", "--fake", f"models:/{MODEL}@champion", "--metrics", "swd,fid_digitnet",
+                                 "-n", "64"])
+    assert scored.exit_code == 0, scored.output + repr(scored.exception)
+    values = dict(line.split("\t") for line in scored.output.strip().splitlines())
+    assert {"swd", "swd_32", "swd_16", "fid_digitnet"} <= set(values)
+
+    from genas.data import load_dataset
+    from genas.images import save_grid
+
+    folder = home.parent / "real-digits"
+    for i, img in enumerate(load_dataset("mnist5k").uint8()[::50]):
+        save_grid(img[None], folder / f"{i}.png", nrow=1, scale=1)
+    # save_grid pads each image by 2 px: resized back to 32, these are close to the real set
+    real = runner.invoke(cli, ["eval", "--fake", str(folder), "--metrics", "swd"])
+    assert real.exit_code == 0, real.output
+    real_swd = float(dict(line.split("\t") for line in real.output.strip().splitlines())["swd"])
+    assert real_swd < float(values["swd"])
+
+
 def test_worker_joins_and_resumes(searched):
     home, _ = searched
     runner = CliRunner(env={"GENAS_HOME": str(home)})
