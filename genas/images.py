@@ -22,13 +22,18 @@ def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndar
     return canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
 
 
-def save_grid(images: torch.Tensor, path: Path | str, nrow: int | None = None, scale: int | None = None) -> Path:
-    """Write a PNG grid; small images are scaled up (nearest) so the grid is easy to look at."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def grid_image(images: torch.Tensor, nrow: int | None = None, scale: int | None = None) -> Image.Image:
+    """The grid as a PIL image; small images are scaled up (nearest) so the grid is easy to look at."""
     img = Image.fromarray(grid(images, nrow))
     scale = scale or max(1, 64 // images.shape[-1])
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-    img.save(path)
+    return img
+
+
+def save_grid(images: torch.Tensor, path: Path | str, nrow: int | None = None, scale: int | None = None) -> Path:
+    """Write a PNG grid (see :func:`grid_image`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid_image(images, nrow, scale).save(path)
     return path

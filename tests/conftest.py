@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from click.testing import CliRunner
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -14,4 +15,38 @@ def genas_home(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.chdir(tmp_path)
+    return home
+
+
+TINY_STUDY = "dggan-mnist5k"
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """One ``genas search dggan --budget tiny --trials 4`` for the whole session: (home, CLI result).
+
+    Tests that read it (end to end, report, serving, the browser) must not change its trials.
+    """
+    from genas.cli import cli
+
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENAS_HOME", str(home))
+    for var in ("GENAS_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        mp.delenv(var, raising=False)
+    mp.chdir(home.parent)
+    result = CliRunner().invoke(cli, ["search", "dggan", "--budget", "tiny", "--trials", "4", "--seed", "1"])
+    mp.undo()
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return home, result
+
+
+@pytest.fixture()
+def in_tiny_study(tiny_study, monkeypatch):
+    """The tiny study's home as this test's genas home."""
+    home, _ = tiny_study
+    monkeypatch.setenv("GENAS_HOME", str(home))
+    for var in ("GENAS_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(home.parent)
     return home

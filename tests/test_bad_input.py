@@ -81,7 +81,7 @@ def test_console_script_exit_code(genas_home):
 
 
 def test_fid_without_inception_weights(genas_home, monkeypatch):
-    monkeypatch.setenv("GENAS_INCEPTION_WEIGHTS", str(genas_home / "missing" / "pt_inception-2015-12-05-6726825d.pth"))
+    monkeypatch.setenv("GENAS_INCEPTION_WEIGHTS", str(genas_home / "missing" / "weights-inception-2015-12-05-6726825d.pth"))
     line = _one_line_error(CliRunner().invoke(cli, ["search", "progan", "--budget", "tiny", "--objective", "fid"]))
-    assert "pt_inception-2015-12-05-6726825d.pth" in line
+    assert "weights-inception-2015-12-05-6726825d.pth" in line
     assert _no_study_written(genas_home)

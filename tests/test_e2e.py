@@ -1,7 +1,9 @@
 """`genas search dggan --budget tiny --trials 4`, checked through the Optuna DB, MLflow and the registry."""
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -16,17 +18,9 @@ STUDY = "dggan-mnist5k"
 MODEL = f"genas-{STUDY}"
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    home = tmp_path_factory.mktemp("e2e") / "home"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GENAS_HOME", str(home))
-    for var in ("GENAS_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        mp.delenv(var, raising=False)
-    mp.chdir(home.parent)
-    result = CliRunner().invoke(cli, ["search", "dggan", "--budget", "tiny", "--trials", "4", "--seed", "1"])
-    yield home, result
-    mp.undo()
+@pytest.fixture()
+def searched(tiny_study):
+    return tiny_study
 
 
 def test_cli_reports_and_registers(searched):
@@ -74,6 +68,9 @@ def test_mlflow_runs_match_trials(searched):
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.data.tags["genas.parent"] == ("root" if t.user_attrs["parent"] is None else str(t.user_attrs["parent"]))
         assert run.data.tags["genas.action"] == t.user_attrs["action"]
+        # named for people: "trial-3 · grow G+D 4→8 16ch 3×3"
+        assert run.info.run_name == f"trial-{t.number} · {t.user_attrs['action']}"
+        assert t.user_attrs["action"].split()[0] in ("root", "grow", "G", "D")
         if t.state == TrialState.COMPLETE:
             assert run.info.status == "FINISHED"
             assert run.data.metrics["swd"] == pytest.approx(t.values[0])
@@ -81,6 +78,10 @@ def test_mlflow_runs_match_trials(searched):
             names = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert {"samples.png", "config.json", "model", "state"} <= names
             assert run.data.params["action"] == t.params["action"]
+            # a sample grid at every evaluation: each quick eval and the final one, at distinct steps
+            grids = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
+            steps = {int(p.split("+step+")[1].split("+")[0]) for p in grids}
+            assert len(grids) == len(steps) >= 2
 
 
 def test_champion_alias_points_at_best_trial(searched):
@@ -92,17 +93,25 @@ def test_champion_alias_points_at_best_trial(searched):
     assert version.run_id == study.best_trial.user_attrs["mlflow_run_id"]
 
 
+def readme_python_block() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "genas.load(" in b)
+
+
 def test_load_and_sample_in_a_fresh_process(searched):
     home, _ = searched
-    code = f"""
-import json, genas, mlflow, numpy as np
-g = genas.load("models:/{MODEL}@champion")
-a, b, c = g.sample(16, seed=0), g.sample(16, seed=0), g.sample(16, seed=1)
-m = mlflow.pyfunc.load_model("models:/{MODEL}@champion")
-p = m.predict({{"n": 4, "seed": 0}})
-print(json.dumps({{"shape": list(a.shape), "dtype": str(a.dtype), "same": bool((a == b).all()),
-                   "differs": bool((a != c).any()), "pyfunc": list(p.shape), "pyfunc_dtype": str(p.dtype),
-                   "pyfunc_same": bool((p == a[:4].numpy()).all())}}))
+    block = readme_python_block()
+    assert f"models:/{MODEL}@champion" in block
+    code = block + """
+import base64, io, json
+import numpy as np
+from PIL import Image
+a, b, c = x, g.sample(16, seed=0), g.sample(16, seed=1)
+decoded = np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(s)))) for s in pngs])
+print(json.dumps({"shape": list(a.shape), "dtype": str(a.dtype), "same": bool((a == b).all()),
+                  "differs": bool((a != c).any()), "pyfunc": list(arr.shape), "pyfunc_dtype": str(arr.dtype),
+                  "pyfunc_same": bool((arr == a[:4].numpy()).all()),
+                  "png_same": bool((decoded == a[:4, 0].numpy()).all())}))
 """
     env = {"GENAS_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home.parent),
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
@@ -113,6 +122,7 @@ print(json.dumps({{"shape": list(a.shape), "dtype": str(a.dtype), "same": bool((
     assert got["shape"][0] == 16 and got["shape"][1] == 1 and got["dtype"] == "torch.uint8"
     assert got["same"] and got["differs"]
     assert got["pyfunc"] == [4, *got["shape"][1:]] and got["pyfunc_dtype"] == "uint8" and got["pyfunc_same"]
+    assert got["png_same"], "the default PNG output must decode to the same images"
 
 
 def test_study_show_and_registry_list(searched):

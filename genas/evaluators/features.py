@@ -27,10 +27,9 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DIGITNET_WEIGHTS = WEIGHTS_DIR / "digitnet.safetensors"
 DIGITNET_INFO = WEIGHTS_DIR / "digitnet.json"
 
-INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
-# torch-fidelity's own download of the same weights lands under this name in the hub cache.
-INCEPTION_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FIDELITY_FILE
+# torch-fidelity's port of the TF FID Inception, the file its own download puts in torch hub's cache.
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
 DOWNLOAD_TIMEOUT_S = 20.0
 
 
@@ -136,10 +135,7 @@ def inception_weights_path() -> Path | None:
                              f"(from {INCEPTION_URL}) or unset it")
         return path
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in (INCEPTION_FILE, INCEPTION_FIDELITY_FILE):
-        if (checkpoints / name).is_file():
-            return checkpoints / name
-    return None
+    return checkpoints / INCEPTION_FILE if (checkpoints / INCEPTION_FILE).is_file() else None
 
 
 def _missing_inception(reason: str) -> GenasError:

@@ -5,16 +5,25 @@ pyfunc is logged as *models from code* (``pyfunc_entry.py``), so nothing in it i
 """
 from __future__ import annotations
 
+import base64
+import io
 import json
+import logging
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+
+with warnings.catch_warnings():  # MLflow's own type hints warn on import; not for genas users
+    warnings.simplefilter("ignore", UserWarning)
+    import mlflow.pyfunc
 
 from genas.errors import GenasError
 from genas.spaces.base import Generator, Tensors, generator_from_state
@@ -80,50 +89,94 @@ def load_generator(model_uri: str) -> Generator:
     return load_generator_from_dir(resolve_model_uri(model_uri))
 
 
-def parse_request(model_input: Any) -> tuple[int, int | None]:
-    """``{"n": 4, "seed": 0}`` as a dict, a one-row DataFrame or a list of one dict."""
+@dataclass(frozen=True)
+class SampleRequest:
+    n: int
+    seed: int | None
+    format: str  # "png": one base64 PNG per image; "array": uint8 [n, C, H, W]
+
+
+def max_samples_per_request() -> int:
+    """``$GENAS_MAX_SAMPLES`` (set by ``genas serve --max-samples``) or 1024."""
+    value = os.environ.get("GENAS_MAX_SAMPLES", "")
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_SAMPLES_PER_REQUEST
+
+
+def parse_request(model_input: Any) -> SampleRequest:
+    """``{"n": 4, "seed": 0, "format": "png"}`` as a dict, a one-row DataFrame or a list of one dict."""
     if hasattr(model_input, "to_dict"):  # pandas DataFrame from the REST server
         rows = model_input.to_dict(orient="records")
-        model_input = rows[0] if rows else {}
+        if len(rows) != 1:
+            raise GenasError(f'send one request object {{"n": …, "seed": …}}, got {len(rows)} rows')
+        model_input = rows[0]
     if isinstance(model_input, list) and len(model_input) == 1 and isinstance(model_input[0], dict):
         model_input = model_input[0]
     if not isinstance(model_input, dict):
-        raise GenasError('input must be {"n": <count>, "seed": <int, optional>}')
-    unknown = set(model_input) - {"n", "seed"}
+        raise GenasError('input must be {"n": <count>, "seed": <int, optional>, "format": "png" or "array"}')
+    unknown = set(model_input) - {"n", "seed", "format"}
     if unknown:
-        raise GenasError(f"unknown input fields {sorted(unknown)}; only 'n' and 'seed' are accepted")
+        raise GenasError(f"unknown input fields {sorted(unknown)}; only 'n', 'seed' and 'format' are accepted")
     n, seed = _scalar(model_input.get("n", 1)), _scalar(model_input.get("seed"))
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= MAX_SAMPLES_PER_REQUEST:
-        raise GenasError(f"'n' must be an integer in 1..{MAX_SAMPLES_PER_REQUEST}, got {n!r}")
+    limit = max_samples_per_request()
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= limit:
+        raise GenasError(f"'n' must be an integer in 1..{limit}, got {n!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise GenasError(f"'seed' must be an integer, got {seed!r}")
-    return int(n), None if seed is None else int(seed)
+    fmt = _scalar(model_input.get("format", "png"))
+    if fmt not in ("png", "array"):
+        raise GenasError(f"'format' must be 'png' or 'array', got {fmt!r}")
+    return SampleRequest(int(n), None if seed is None else int(seed), fmt)
+
+
+def encode_png(images: torch.Tensor) -> list[str]:
+    """uint8 [n, C, H, W] → one base64 PNG string per image."""
+    from PIL import Image
+
+    out = []
+    for img in images.numpy():
+        buffer = io.BytesIO()
+        Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)).save(buffer, format="PNG")
+        out.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return out
 
 
 def _scalar(value: Any) -> Any:
-    if isinstance(value, (list, tuple, np.ndarray)) and len(value) == 1:
+    """One value out of what MLflow's server makes of JSON (0-d arrays, one-element lists …)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    elif isinstance(value, (list, tuple)) and len(value) == 1:
         value = value[0]
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return value
 
 
-with warnings.catch_warnings():
-    # MLflow warns on import and suggests predict() type hints, which would make it reject the
-    # plain dict input; neither is for genas users.
-    warnings.simplefilter("ignore", UserWarning)
-    import mlflow.pyfunc
+class GenasPyfuncModel(mlflow.pyfunc.PythonModel):
+    """``predict({"n": 4, "seed": 0})`` → n base64 PNG strings; with ``"format": "array"`` → uint8 [n, C, H, W].
 
-    class GenasPyfuncModel(mlflow.pyfunc.PythonModel):
-        """``predict({"n": 4, "seed": 0})`` → uint8 array [n, C, H, W]."""
+    A malformed request raises MLflow's INVALID_PARAMETER_VALUE, which the model server turns
+    into an HTTP 400 with the message.
+    """
 
-        def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's type
-            self.generator = load_generator_from_dir(Path(context.artifacts["generator"]))
+    def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's type
+        self.generator = load_generator_from_dir(Path(context.artifacts["generator"]))
 
-        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-            n, seed = parse_request(model_input)
-            with torch.no_grad():
-                return self.generator.sample(n, seed=seed).numpy()
+    # The hint is what MLflow's REST server passes; Python callers may also pass a dict, which
+    # parse_request accepts. A DataFrame hint tells MLflow to infer no schema (a schema would
+    # reject the dict form) and keeps it from warning that type hints are missing.
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001, ANN201
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            request = parse_request(model_input)
+        except GenasError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+        with torch.no_grad():
+            images = self.generator.sample(request.n, seed=request.seed)
+        return encode_png(images) if request.format == "png" else images.numpy()
 
 
 def save_pyfunc_model(path: Path, generator: Generator) -> Path:
@@ -133,12 +186,17 @@ def save_pyfunc_model(path: Path, generator: Generator) -> Path:
     config, tensors = generator.state()
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = write_state(Path(tmp) / "generator", config, tensors)
-        with warnings.catch_warnings():  # the same type-hint advice, raised again on save
-            warnings.simplefilter("ignore", UserWarning)
+        # No signature on purpose (see GenasPyfuncModel.predict); MLflow logs that it found none.
+        pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_logger.level
+        pyfunc_logger.setLevel(logging.ERROR)
+        try:
             mlflow.pyfunc.save_model(
                 path=str(path),
                 python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={"generator": str(state_dir)},
                 pip_requirements=[f"genas=={genas.__version__}", f"torch>={torch.__version__.split('+')[0]}"],
             )
+        finally:
+            pyfunc_logger.setLevel(level)
     return path

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
@@ -18,6 +18,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from genas.home import artifact_root, default_tracking_uri
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class RunLogger:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self._client = client()
+        self._images: set[tuple[str, int]] = set()
 
     def params(self, config: dict) -> None:
         items = [Param(k, v) for k, v in flatten(config).items()]
@@ -117,6 +121,15 @@ class RunLogger:
 
     def artifact(self, local_file: Path, artifact_path: str | None = None) -> None:
         self._client.log_artifact(self.run_id, str(local_file), artifact_path)
+
+    def image(self, images: "torch.Tensor", key: str, step: int) -> None:
+        """A sample grid as an MLflow image at ``step`` (once per key and step): the UI shows a slider."""
+        from genas.images import grid_image
+
+        if (key, step) in self._images:
+            return
+        self._images.add((key, step))
+        self._client.log_image(self.run_id, grid_image(images), key=key, step=step)
 
     def download(self, artifact_path: str, dst: Path) -> Path:
         return Path(self._client.download_artifacts(self.run_id, artifact_path, str(dst)))

@@ -87,7 +87,10 @@ class GrowthSampler(BaseSampler):
         if _PLAN_ATTR in trial.user_attrs:  # a retried or enqueued trial keeps its plan
             return
         parent, action = self.choose(study)
-        attrs = {PARENT_ATTR: parent, ACTION_ATTR: self.space.action_label(action), _PLAN_ATTR: _key(action)}
+        parent_arch = None if parent is None else study._storage.get_trial_user_attrs(
+            study._storage.get_trial_id_from_study_id_trial_number(study._study_id, parent))["arch"]
+        label = self.space.action_label(action, parent_arch)
+        attrs = {PARENT_ATTR: parent, ACTION_ATTR: label, _PLAN_ATTR: _key(action)}
         for key, value in attrs.items():
             # The public Trial API does not exist yet: write to the storage, and to the frozen
             # trial that the coming Trial object caches (its user_attrs are read from there).

@@ -17,6 +17,7 @@ from typing import Callable
 
 import optuna
 import torch
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from genas.data import Dataset
 from genas.errors import GenasError
@@ -24,6 +25,7 @@ from genas.evaluators import evaluate
 from genas.images import save_grid
 from genas.registry.model import read_state, save_pyfunc_model, write_state
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, STATE_ARTIFACT, RunLogger, start_run
+from genas.report.labels import short
 from genas.search.growth import ACTION_ATTR, PARENT_ATTR
 from genas.search.study import StudySpec
 from genas.spaces.base import Generator, Space, Tensors, TrialContext
@@ -53,6 +55,7 @@ class Progress:
     trial_started: Callable[[int, str], None] = lambda number, label: None
     images: Callable[[int, int], None] = lambda done, total: None
     trial_finished: Callable[[optuna.trial.FrozenTrial | None], None] = lambda trial: None
+    metrics: Callable[[dict[str, float]], None] = lambda metrics: None
 
 
 @dataclass
@@ -107,12 +110,16 @@ class Objective:
         ctx = self._context(trial, run, seed)
         config = self.space.suggest(trial, ctx)
         run.params(config)
+        if PARENT_ATTR not in trial.user_attrs:  # no growth action to name the run after: its params
+            run.tags({MLFLOW_RUN_NAME: f"trial-{trial.number} · " + " ".join(
+                f"{k}={short(v)}" for k, v in trial.params.items())})
         generator = self.space.train(config, ctx)
 
         fake = generator.sample(budget["eval_samples"], seed=seed)
         metrics = evaluate(fake, self.dataset, self._final_metrics(), device=self.device,
                            n_real=budget["eval_samples"], seed=self.spec.seed)
         run.metrics(metrics, step=budget["images_per_trial"])
+        run.image(fake[:GRID_SAMPLES], "samples", budget["images_per_trial"])
         values = [metrics[o] for o in self.spec.objectives]
         if not all(math.isfinite(v) for v in values):
             raise GenasError(f"objective is not finite ({dict(zip(self.spec.objectives, values))})")
@@ -129,8 +136,13 @@ class Objective:
         single = len(self.spec.objectives) == 1
         pruning_key = f"{self.spec.objectives[0]}_quick" if single else None
 
+        grids: list[torch.Tensor] = []  # the latest quick-eval samples, logged with the next report
+
         def report(step: int, metrics: dict[str, float]) -> None:
             run.metrics(metrics, step=step)
+            if grids:
+                run.image(grids.pop(), "samples", step)
+            self.progress.metrics(metrics)
             if pruning_key in metrics and math.isfinite(metrics[pruning_key]):
                 trial.report(metrics[pruning_key], step)
                 if trial.should_prune():
@@ -139,6 +151,7 @@ class Objective:
         def quick_eval(generator: Generator) -> dict[str, float]:
             n = budget["quick_eval_samples"]
             fake = generator.sample(n, seed=seed)
+            grids[:] = [fake[:GRID_SAMPLES]]
             swd = evaluate(fake, self.dataset, ["swd"], device=self.device, n_real=n, seed=self.spec.seed)["swd"]
             return {"swd_quick": swd}
 

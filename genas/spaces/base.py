@@ -130,8 +130,12 @@ class GrowableSpace(Space):
     def next_actions(self, arch: dict, resolution: int, budget: str) -> list[dict]:
         """Every action that can grow ``arch`` (a trial's ``arch`` user attr) one step."""
 
-    @staticmethod
-    def action_label(action: dict) -> str:
+    def arch_summary(self, arch: dict) -> str:
+        """A few words on an ``arch`` user attr for the lineage picture (``16×16 G4 D3``)."""
+        return ""
+
+    def action_label(self, action: dict, parent_arch: dict | None) -> str:
+        """A short label for people (run names, tables); ``parent_arch`` is None for a root."""
         return ",".join(f"{k}={v}" for k, v in action.items())
 
 

@@ -81,6 +81,21 @@ class DGGANSpace(GrowableSpace):
         return [{"action": a, "channels": c, "kernel": k}
                 for a in kinds for c in b["channels"] for k in self.action_params["kernel"]]
 
+    def arch_summary(self, arch: dict) -> str:
+        res = resolution_of(arch)
+        return f"{res}×{res} G{sum(map(len, arch['g']))} D{sum(map(len, arch['d'])) + 1}"
+
+    def action_label(self, action: dict, parent_arch: dict | None) -> str:
+        """``root 4×4 32ch 3×3``, ``G +conv 32ch 3×3 @16``, ``D +conv …``, ``grow G+D 16→32 32ch 3×3``."""
+        layer = f"{action['channels']}ch {action['kernel']}×{action['kernel']}"
+        kind = action["action"]
+        if kind == "root" or parent_arch is None:
+            return f"root 4×4 {layer}"
+        res = resolution_of(parent_arch)
+        if kind == "grow":
+            return f"grow G+D {res}→{2 * res} {layer}"
+        return f"{'G' if kind == 'g_layer' else 'D'} +conv {layer} @{res}"
+
     # ------------------------------------------------------------ suggest / train
     def suggest(self, trial, ctx: TrialContext) -> dict:
         if "parent" not in trial.user_attrs:

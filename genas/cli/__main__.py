@@ -1,0 +1,3 @@
+from genas.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""What the CLI shows: a live line per trial, the leaderboard and the trials table."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from genas.cli.app import console
+from genas.report.labels import detail, parent_label
+
+
+@contextmanager
+def progress_display(total_trials: int | None) -> Iterator["object"]:
+    """A bar for the study's trials and a live line for the running trial.
+
+    The trial line shows images seen, images/s, the latest intermediate metric and the ETA.
+    """
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from genas.search.objective import Progress as Hooks
+
+    columns = (TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[metric]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console(stderr=True), transient=False) as bars:
+        trials = bars.add_task("trials", total=total_trials, rate="", metric="")
+        images = bars.add_task("images", total=1, visible=False, rate="", metric="")
+
+        def started(number: int, label: str) -> None:
+            bars.reset(images, total=1, description=label, visible=True, rate="", metric="")
+
+        def advanced(done: int, total: int) -> None:
+            bars.update(images, completed=done, total=total)
+            speed = bars.tasks[images].speed
+            if speed:
+                bars.update(images, rate=f"{speed:,.0f} img/s")
+
+        def reported(metrics: dict[str, float]) -> None:
+            shown = {k: v for k, v in metrics.items() if k.endswith("_quick")} or metrics
+            bars.update(images, metric=" ".join(f"{k}={v:.3g}" for k, v in list(shown.items())[:2]))
+
+        def finished(trial) -> None:  # noqa: ANN001 - optuna's FrozenTrial or None
+            state = trial.state.name if trial is not None else "?"
+            value = " " + ", ".join(f"{v:.3f}" for v in trial.values) if trial is not None and trial.values else ""
+            reason = trial.user_attrs.get("fail_reason", "") if trial is not None else ""
+            bars.console.log(f"trial {trial.number if trial else '?'}: {state}{value}"
+                             + (f" ({reason[:100]})" if reason else ""))
+            bars.advance(trials)
+
+        yield Hooks(started, advanced, finished, reported)
+
+
+def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
+    from optuna.trial import TrialState
+    from rich.table import Table
+
+    from genas.search.growth import rank_trials
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    counts = ", ".join(f"{n} {s.name.lower()}" for s in TrialState
+                       if (n := sum(t.state == s for t in trials)))
+    table = Table(title=f"leaderboard: {study.study_name} ({counts or 'no trials'})")
+    table.add_column("rank")
+    table.add_column("trial")
+    for name in spec.objectives:
+        table.add_column(name, justify="right")
+    table.add_column("parent")
+    table.add_column("action / params")
+    table.add_column("duration", justify="right")
+    for i, t in enumerate(rank_trials(complete, study.directions)[:limit] if complete else []):
+        duration = f"{t.duration.total_seconds():.0f}s" if t.duration else "-"
+        table.add_row(str(i + 1), str(t.number), *(f"{v:.3f}" for v in t.values), parent_label(t), detail(t),
+                      duration)
+    console().print(table)

@@ -1,0 +1,78 @@
+"""``genas sample``, ``genas registry …`` and ``genas serve``: using what a study registered."""
+from __future__ import annotations
+
+import click
+
+from genas.cli.app import GenasGroup, cli, console
+
+
+@cli.command()
+@click.argument("model_uri")
+@click.option("-n", "--num", "n", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
+@click.option("--seed", type=int, default=None, help="Same seed, same images.")
+def sample(model_uri: str, n: int, output: str, seed: int | None) -> None:
+    """Sample N images from MODEL_URI (models:/genas-<study>@champion, runs:/ID/model or a folder) to a PNG grid."""
+    from genas.images import save_grid
+    from genas.registry.model import load_generator
+
+    images = load_generator(model_uri).sample(n, seed=seed)
+    click.echo(f"wrote {save_grid(images, output)} ({n} images, {tuple(images.shape[1:])})")
+
+
+@cli.group(cls=GenasGroup)
+def registry() -> None:
+    """Registered models and their aliases."""
+
+
+@registry.command("list")
+def registry_list() -> None:
+    """Registered genas models, their versions and aliases."""
+    from rich.table import Table
+
+    from genas.registry.tracking import client
+
+    c = client()
+    table = Table(title="registered models")
+    for col in ("name", "versions", "aliases", "latest source run"):
+        table.add_column(col)
+    for m in c.search_registered_models():
+        versions = c.search_model_versions(f"name='{m.name}'")
+        latest = max(versions, key=lambda v: int(v.version)) if versions else None
+        aliases = ", ".join(f"@{a}→v{v}" for a, v in sorted((m.aliases or {}).items()))
+        table.add_row(m.name, str(len(versions)), aliases or "-", latest.run_id if latest else "-")
+    console().print(table)
+
+
+@registry.command("promote")
+@click.argument("study_name")
+@click.option("--alias", default="champion", show_default=True)
+@click.option("--storage", default=None)
+def registry_promote(study_name: str, alias: str, storage: str | None) -> None:
+    """Register STUDY's best trial as genas-<study> and move ALIAS to it."""
+    from genas.registry.promote import promote
+    from genas.search.study import load_study, open_storage
+
+    st, _ = load_study(study_name, open_storage(storage))
+    p = promote(st, alias)
+    click.echo(f"{p.name} version {p.version} (trial {p.trial}) is now @{p.alias}")
+
+
+@cli.command()
+@click.argument("model_uri")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5001, show_default=True)
+@click.option("--max-samples", type=click.IntRange(1, 65536), default=None,
+              help="Largest n one request may ask for [default: 1024].")
+@click.option("--workers", type=int, default=1, show_default=True)
+def serve(model_uri: str, host: str, port: int, max_samples: int | None, workers: int) -> None:
+    """Serve MODEL_URI over REST with MLflow's model server; POST /invocations {"inputs": {"n": 4, "seed": 0}}."""
+    from genas.registry.serve import serve_command
+
+    cmd, env = serve_command(model_uri, host, port, max_samples, workers)
+    click.echo(f"serving {model_uri} at http://{host}:{port}/invocations (Ctrl-C to stop)")
+    click.echo(f"""try: curl -s http://{host}:{port}/invocations -H 'Content-Type: application/json' """
+               """-d '{"inputs": {"n": 4, "seed": 0}}'""")
+    import subprocess
+
+    raise SystemExit(subprocess.call(cmd, env=env))

@@ -1,0 +1,174 @@
+"""``genas search``, ``genas worker``, ``genas study …`` and ``genas report``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from genas.cli.app import BUDGET_CHOICE, GenasGroup, cli, console
+from genas.cli.display import detail, leaderboard, parent_label, progress_display
+from genas.errors import GenasError
+
+
+@cli.command()
+@click.argument("space")
+@click.option("--dataset", default="mnist5k", show_default=True,
+              help="mnist5k, digits, folder:PATH[@RES], cifar10:PATH or npz:PATH[@RES].")
+@click.option("--trials", type=int, default=None, help="Trials to run now [default: the budget's].")
+@click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
+@click.option("--budget", type=BUDGET_CHOICE, default="small", show_default=True,
+              help="tiny: seconds on a CPU; small: minutes on a CPU; full: the published scale on a GPU.")
+@click.option("--objective", default="swd", show_default=True,
+              help="swd, fid, kid, fid_digitnet …; comma-separated for a multi-objective study.")
+@click.option("--sampler", default=None, help="growth (dggan), tpe, random, cmaes, qmc, nsga2 [default: the space's].")
+@click.option("--pruner", default=None,
+              help="median, hyperband, successive_halving, percentile or none (single objective only) "
+                   "[default: the space's: none for dggan, median otherwise].")
+@click.option("--top-k", type=int, default=None, help="Growth sampler: parents come from the k best [default: the budget's].")
+@click.option("--storage", default=None, help="Optuna storage URL [default: $GENAS_STORAGE or sqlite in the genas home].")
+@click.option("--study-name", default=None, help="[default: SPACE-DATASET]; an existing study is resumed.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--alias", default="champion", show_default=True, help="Alias given to the registered best model.")
+def search(space: str, dataset: str, trials: int | None, timeout: float | None, budget: str, objective: str,
+           sampler: str | None, pruner: str | None, top_k: int | None, storage: str | None, study_name: str | None,
+           device: str, seed: int, alias: str) -> None:
+    """Create (or resume) a study of SPACE, run it, register the best trial and show the leaderboard."""
+    from genas.data import load_dataset
+    from genas.evaluators import preflight
+    from genas.search.objective import resolve_device
+    from genas.search.study import StudySpec, create_or_resume, default_study_name, open_storage, validate_spec
+    from genas.spaces.base import get_space
+
+    space_obj = get_space(space)
+    spec = StudySpec(space=space, dataset=dataset, budget=budget,
+                     objectives=tuple(o.strip() for o in objective.split(",") if o.strip()),
+                     sampler=sampler or space_obj.default_sampler, pruner=pruner or space_obj.default_pruner,
+                     seed=seed, top_k=top_k)
+    validate_spec(spec)
+    load_dataset(dataset)  # a bad dataset fails here, before the study exists
+    preflight(spec.objectives)
+    resolve_device(device)
+    name = study_name or default_study_name(space, dataset)
+    study = create_or_resume(name, spec, open_storage(storage))
+    n_trials = trials if trials is not None else space_obj.budget(budget)["trials"]
+
+    from genas.registry.promote import promote
+    from genas.report import log_study_report
+    from genas.search.worker import run_worker
+
+    with progress_display(n_trials) as hooks:
+        study = run_worker(study, spec, n_trials=n_trials, timeout=timeout, device=device, progress=hooks)
+    leaderboard(study, spec)
+    promotion = promote(study, alias)
+    log_study_report(study, spec)
+    _print_next_steps(study, promotion)
+
+
+def _print_next_steps(study, promotion) -> None:  # noqa: ANN001
+    from genas.images import save_grid
+    from genas.registry.model import load_generator
+
+    uri = f"models:/{promotion.name}@{promotion.alias}"
+    grid_path = Path(f"{study.study_name}-{promotion.alias}.png").resolve()
+    save_grid(load_generator(uri).sample(64, seed=0), grid_path)
+    click.echo(f"registered {promotion.name} version {promotion.version} (trial {promotion.trial}) as @{promotion.alias}")
+    click.echo(f"sample grid: {grid_path}")
+    click.echo("browse the trials:  genas ui")
+    click.echo(f"study report:       genas report {study.study_name} -o report.html")
+    click.echo(f"sample more:        genas sample {uri} -n 64 -o grid.png")
+    click.echo(f"serve over REST:    genas serve {uri} --port 5001")
+    click.echo(f'from Python:        genas.load("{uri}").sample(16, seed=0)')
+
+
+@cli.command()
+@click.argument("study_name")
+@click.option("--trials", type=int, default=None, help="Trials this worker runs [default: until --timeout or stopped].")
+@click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
+@click.option("--storage", default=None, help="Optuna storage URL of the study.")
+@click.option("--device", default="auto", show_default=True)
+def worker(study_name: str, trials: int | None, timeout: float | None, storage: str | None, device: str) -> None:
+    """Join an existing study and run trials; start several at once against one storage."""
+    from genas.search.objective import resolve_device
+    from genas.search.study import load_study, open_storage
+    from genas.search.worker import run_worker
+
+    study, spec = load_study(study_name, open_storage(storage))
+    resolve_device(device)
+    with progress_display(trials) as hooks:
+        study = run_worker(study, spec, n_trials=trials, timeout=timeout, device=device, progress=hooks)
+    leaderboard(study, spec)
+
+
+@cli.group(cls=GenasGroup)
+def study() -> None:
+    """List studies and show their trials."""
+
+
+@study.command("list")
+@click.option("--storage", default=None)
+def study_list(storage: str | None) -> None:
+    """Every study in the storage with its space, trial count and best value."""
+    import optuna
+    from rich.table import Table
+
+    from genas.search.study import open_storage
+
+    summaries = optuna.get_all_study_summaries(open_storage(storage), include_best_trial=True)
+    table = Table(title="studies")
+    for col in ("study", "space", "dataset", "budget", "objectives", "trials", "best"):
+        table.add_column(col)
+    for s in summaries:
+        attrs = s.user_attrs
+        best = ", ".join(f"{v:.3f}" for v in s.best_trial.values) if s.best_trial and s.best_trial.values else "-"
+        table.add_row(s.study_name, str(attrs.get("space", "?")), str(attrs.get("dataset", "?")),
+                      str(attrs.get("budget", "?")), ",".join(attrs.get("objectives", [])), str(s.n_trials), best)
+    console().print(table)
+
+
+@study.command("show")
+@click.argument("study_name")
+@click.option("--storage", default=None)
+def study_show(study_name: str, storage: str | None) -> None:
+    """The trials table (number, state, values, parent, action, duration) and the best trial."""
+    from rich.table import Table
+
+    from genas.registry.promote import best_trial
+    from genas.search.study import load_study, open_storage
+
+    st, spec = load_study(study_name, open_storage(storage))
+    table = Table(title=f"{study_name}: {spec.space} on {spec.dataset} ({spec.budget}), minimise {','.join(spec.objectives)}")
+    for col in ("trial", "state", *spec.objectives, "parent", "action / params", "duration", "note"):
+        table.add_column(col)
+    for t in st.get_trials(deepcopy=False):
+        values = [f"{v:.3f}" for v in t.values] if t.values else ["-"] * len(spec.objectives)
+        duration = f"{t.duration.total_seconds():.1f}s" if t.duration else "-"
+        table.add_row(str(t.number), t.state.name, *values, parent_label(t), detail(t), duration,
+                      str(t.user_attrs.get("fail_reason", ""))[:60])
+    out = console()
+    out.print(table)
+    try:
+        best = best_trial(st)
+        out.print(f"best: trial {best.number} {dict(zip(spec.objectives, best.values))} "
+                  f"run {best.user_attrs.get('mlflow_run_id')}")
+    except GenasError:
+        out.print("best: none yet (no complete trial)")
+
+
+@cli.command()
+@click.argument("study_name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option("--storage", default=None)
+@click.option("--log/--no-log", "log_to_mlflow", default=True, show_default=True,
+              help="Also attach the plots and the lineage to the study's parent MLflow run.")
+def report(study_name: str, output: str, storage: str | None, log_to_mlflow: bool) -> None:
+    """Write STUDY's report as one self-contained HTML page: leaderboard, plots, lineage, best samples."""
+    from genas.report import build_report, log_study_report, write_html
+    from genas.search.study import load_study, open_storage
+
+    st, spec = load_study(study_name, open_storage(storage))
+    parts = build_report(st, spec)
+    path = write_html(parts, Path(output))
+    if log_to_mlflow:
+        log_study_report(st, spec, parts)
+    click.echo(f"wrote {path.resolve()} ({len(parts.figures)} plots, {len(parts.samples)} sample grids)")

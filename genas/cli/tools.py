@@ -1,0 +1,53 @@
+"""``genas eval`` and ``genas ui``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from genas.cli.app import cli
+
+
+@cli.command("eval")
+@click.option("--dataset", default="mnist5k", show_default=True)
+@click.option("--fake", required=True, help="A folder of images, or a model URI to sample from.")
+@click.option("--metrics", default="swd", show_default=True, help="Comma-separated: swd, fid, kid, fid_digitnet …")
+@click.option("-n", "--num", "n", type=int, default=1000, show_default=True, help="Samples drawn from a model.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def eval_(dataset: str, fake: str, metrics: str, n: int, device: str, seed: int) -> None:
+    """Compute metrics of FAKE images against DATASET on their own."""
+    from genas.data import load_dataset, to_uint8
+    from genas.evaluators import check_metrics, evaluate, preflight
+    from genas.registry.model import load_generator
+    from genas.search.objective import resolve_device
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    check_metrics(names)
+    preflight(names)
+    real = load_dataset(dataset)
+    if Path(fake).is_dir() and not (Path(fake) / "MLmodel").exists() and not (Path(fake) / "generator").exists():
+        images = to_uint8(load_dataset(f"folder:{fake}@{real.resolution}").images)
+    else:
+        images = load_generator(fake).sample(n, seed=seed)
+    result = evaluate(images, real, names, device=resolve_device(device), n_real=len(images), seed=seed)
+    for key, value in result.items():
+        click.echo(f"{key}\t{value:.4f}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5000, show_default=True)
+def ui(host: str, port: int) -> None:
+    """Start the MLflow UI on the genas home's tracking backend and print its address."""
+    import subprocess
+
+    from genas.home import artifact_root
+    from genas.registry.tracking import configure_mlflow
+
+    uri = configure_mlflow()
+    click.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+           "--default-artifact-root", artifact_root().as_uri()]
+    raise SystemExit(subprocess.call(cmd))

@@ -1,0 +1,79 @@
+"""One self-contained HTML page of a study report: inline CSS, images as data URIs, no scripts."""
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from genas.report.labels import detail, parent_label
+
+if TYPE_CHECKING:
+    from genas.report import ReportParts
+
+FIGURE_TITLES = {"lineage": "Growth tree", "optimization_history": "Optimisation history",
+                 "param_importances": "Parameter importances", "pareto_front": "Pareto front"}
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.champion{background:#fff4cc}img{max-width:100%;image-rendering:pixelated}
+.grids{display:flex;gap:1.5em;flex-wrap:wrap}.grids figure{margin:0}.grids img{width:260px}figcaption{font-size:13px}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def render(parts: "ReportParts", limit: int = 50) -> str:
+    spec = parts.spec
+    esc = html.escape
+    counts = ", ".join(f"{n} {s}" for s, n in _state_counts(parts).items() if n)
+    rows = []
+    for rank, t in enumerate(parts.ranked[:limit], 1):
+        values = "".join(f'<td class="num">{v:.3f}</td>' for v in t.values)
+        duration = f"{t.duration.total_seconds():.0f}s" if t.duration else "-"
+        css = ' class="champion"' if t.number == parts.champion else ""
+        rows.append(f"<tr{css}><td>{rank}</td><td>{t.number}</td>{values}<td>{esc(parent_label(t))}</td>"
+                    f"<td>{esc(detail(t))}</td><td class=num>{duration}</td>"
+                    f"<td>{esc(str(t.user_attrs.get('mlflow_run_id', '')))}</td></tr>")
+    head = "".join(f"<th>{esc(o)}</th>" for o in spec.objectives)
+    figures = "".join(f"<h2>{FIGURE_TITLES.get(name, name)}</h2>{_img(png, name)}"
+                      for name, png in parts.figures.items())
+    grids = "".join(f"<figure>{_img(png, f'trial {n}')}<figcaption>trial {n}"
+                    f"{' (champion)' if n == parts.champion else ''}</figcaption></figure>"
+                    for n, png in parts.samples.items())
+    failed = [t for t in parts.trials if "fail_reason" in t.user_attrs]
+    failures = "".join(f"<li>trial {t.number}: {esc(str(t.user_attrs['fail_reason'])[:300])}</li>" for t in failed)
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>genas report: {esc(parts.study)}</title><style>{STYLE}</style></head><body>
+<h1>genas study <code>{esc(parts.study)}</code></h1>
+<p>{esc(spec.space)} on {esc(spec.dataset)}, budget {esc(spec.budget)}, minimise {esc(', '.join(spec.objectives))};
+sampler {esc(spec.sampler)}, pruner {esc(spec.pruner)}. Trials: {esc(counts or 'none')}.
+Champion: {f'trial {parts.champion}' if parts.champion is not None else 'none yet'}.
+Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
+<h2>Leaderboard</h2>
+<table><tr><th>rank</th><th>trial</th>{head}<th>parent</th><th>action / params</th><th>duration</th>
+<th>MLflow run</th></tr>{''.join(rows)}</table>
+<h2>Best sample grids</h2><div class="grids">{grids or '<p>none yet</p>'}</div>
+{figures}
+{f'<h2>Failed trials</h2><ul>{failures}</ul>' if failures else ''}
+</body></html>
+"""
+
+
+def _state_counts(parts: "ReportParts") -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in parts.trials:
+        out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
+    return out
+
+
+def write_html(parts: "ReportParts", path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(parts), encoding="utf-8")
+    tmp.replace(path)
+    return path
