@@ -28,6 +28,8 @@ RUN_ID_ATTR = "mlflow_run_id"  # Optuna user attr linking a trial to its MLflow 
 MODEL_ARTIFACT = "model"
 STATE_ARTIFACT = "state"
 MAX_PARAM_LENGTH = 6000
+# The MLflow UI opens an experiment in its model-training view (runs table) rather than GenAI's.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def configure_mlflow() -> str:
@@ -60,10 +62,13 @@ def ensure_experiment(study_name: str) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp.experiment_id)
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            c.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = (artifact_root() / study_name).as_uri() if _is_local(mlflow.get_tracking_uri()) else None
     try:
-        return c.create_experiment(name, artifact_location=location, tags={"genas.study": study_name})
+        tags = {"genas.study": study_name, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        return c.create_experiment(name, artifact_location=location, tags=tags)
     except mlflow.exceptions.MlflowException:
         # Another worker created it between our lookup and our create.
         return c.get_experiment_by_name(name).experiment_id
