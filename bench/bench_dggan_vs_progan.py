@@ -17,6 +17,7 @@ import platform
 import statistics
 import tempfile
 import time
+import warnings
 
 import optuna
 import torch
@@ -26,25 +27,23 @@ from genas.search.worker import run_worker
 
 
 def run_study(space: str, budget: str, trials: int, seed: int, sampler: str) -> dict:
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["GENAS_HOME"] = home
-        from genas.spaces.base import get_space
+    """One study in the current genas home (main sets one for the whole run; study names differ)."""
+    from genas.search.objective import Objective
+    from genas.spaces.base import get_space
 
-        spec = StudySpec(space, "mnist5k", budget, ("swd",), sampler, get_space(space).default_pruner, seed)
-        start = time.perf_counter()
-        study = run_worker(create_or_resume(f"{space}-{seed}", spec, open_storage()), spec,
-                           n_trials=trials, timeout=None, device="auto")
-        seconds = time.perf_counter() - start
-        complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-        best = study.best_trial
-        from genas.search.objective import Objective
-
-        per_trial = get_space(space).budget(budget)["images_per_trial"]
-        config, _ = Objective.load_trial_state(study, best.number)
-        return {"swd": best.value, "images": config.get("lineage_images", per_trial),
-                "resolution": 4 * 2 ** (len(config["arch"]["g"]) - 1),
-                "search_images": per_trial * len(study.trials), "complete": len(complete),
-                "trials": len(study.trials), "seconds": seconds}
+    spec = StudySpec(space, "mnist5k", budget, ("swd",), sampler, get_space(space).default_pruner, seed)
+    start = time.perf_counter()
+    study = run_worker(create_or_resume(f"{space}-{seed}", spec, open_storage()), spec,
+                       n_trials=trials, timeout=None, device="auto")
+    seconds = time.perf_counter() - start
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    best = study.best_trial
+    per_trial = get_space(space).budget(budget)["images_per_trial"]
+    config, _ = Objective.load_trial_state(study, best.number)
+    return {"swd": best.value, "images": config.get("lineage_images", per_trial),
+            "resolution": 4 * 2 ** (len(config["arch"]["g"]) - 1),
+            "search_images": per_trial * len(study.trials), "complete": len(complete),
+            "trials": len(study.trials), "seconds": seconds}
 
 
 def main() -> None:
@@ -55,12 +54,16 @@ def main() -> None:
     p.add_argument("--progan-trials", type=int, default=2)
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore")  # Optuna's experimental-feature notices
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
         f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
     print(f"device: {device}; budget {args.budget}; dggan {args.dggan_trials} trials, progan {args.progan_trials} trials")
     print("| seed | space | best swd | images behind best | best res | search images | complete/trials | minutes |")
     print("|---|---|---|---|---|---|---|---|")
     results: dict[str, list[float]] = {"dggan": [], "progan": []}
+    home = tempfile.TemporaryDirectory()
+    os.environ["GENAS_HOME"] = home.name
     for seed in (int(s) for s in args.seeds.split(",")):
         for space, trials, sampler in (("dggan", args.dggan_trials, "growth"), ("progan", args.progan_trials, "tpe")):
             r = run_study(space, args.budget, trials, seed, sampler)

@@ -11,6 +11,9 @@ import urllib.request
 from typing import Iterator
 
 
+LOCATION_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "GENAS_STORAGE", "GENAS_HOME")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -33,8 +36,13 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
 @contextlib.contextmanager
 def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None,
             cwd: str | None = None) -> Iterator[subprocess.Popen]:
-    """Run ``cmd`` (its own process group, killed at exit) until ``ready_url`` answers 200."""
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE,
+    """Run ``cmd`` (its own process group, killed at exit) until ``ready_url`` answers 200.
+
+    Locations the test process picked up (``mlflow.set_tracking_uri`` exports its URI) are not
+    inherited: the server sees only what ``env`` names.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k not in LOCATION_VARS}
+    proc = subprocess.Popen(cmd, env={**inherited, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_for(ready_url, proc)

@@ -28,6 +28,8 @@ def test_cli_reports_and_registers(searched):
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "leaderboard" in result.output
     assert f"models:/{MODEL}@champion" in result.output
+    # the live trial line: images seen, images/s, the intermediate metric
+    assert "256/256" in result.output and "img/s" in result.output and "swd_quick=" in result.output
     assert (home.parent / f"{STUDY}-champion.png").stat().st_size > 0
 
 
@@ -59,6 +61,10 @@ def test_mlflow_runs_match_trials(searched):
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("genas.role") == "study"]
     assert len(parents) == 1
+    # the search ends by attaching the study report to the parent run
+    report = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
+    assert {"report/lineage.png", "report/optimization_history.png", "report/report.html"} <= report
+    assert parents[0].info.status == "FINISHED"
     trial_runs = {r.data.tags["genas.trial"]: r for r in runs if "genas.trial" in r.data.tags}
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
     assert len(trial_runs) == 4

@@ -45,8 +45,8 @@ def server(tiny_study):
         yield port, home
 
 
-def test_readme_curl_call_returns_the_champions_samples(server, monkeypatch):
-    port, home = server
+def test_readme_curl_call_returns_the_champions_samples(server, in_tiny_study):
+    port, _ = server
     curl = next(line.strip() for line in README.read_text().splitlines() if line.strip().startswith("curl "))
     assert "5001" in curl, "the README's curl line should use genas serve's default port"
     out = subprocess.run(["bash", "-c", curl.replace("5001", str(port))], capture_output=True, text=True,
@@ -54,7 +54,6 @@ def test_readme_curl_call_returns_the_champions_samples(server, monkeypatch):
     predictions = json.loads(out.stdout)["predictions"]
     n = int(re.search(r'"n": (\d+)', curl).group(1))
     assert len(predictions) == n
-    monkeypatch.setenv("GENAS_HOME", str(home))
     expected = genas.load(MODEL_URI).sample(n, seed=0).numpy()
     assert np.array_equal(decode(predictions), expected[:, 0]), "served images differ from genas.load's"
 

@@ -24,7 +24,7 @@ class GenasGroup(click.Group):
 def console(stderr: bool = False):  # noqa: ANN201 - rich is imported lazily
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    return Console(stderr=stderr, log_path=False)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -14,30 +14,38 @@ def progress_display(total_trials: int | None) -> Iterator["object"]:
 
     The trial line shows images seen, images/s, the latest intermediate metric and the ETA.
     """
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Column
 
     from genas.search.objective import Progress as Hooks
 
-    columns = (TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[metric]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    # Fits 80 columns: the label is cut with an ellipsis, not the numbers.
+    columns = (TextColumn("{task.description}", table_column=Column(max_width=24, no_wrap=True, overflow="ellipsis")),
+               BarColumn(bar_width=10), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TextColumn("eta"),
+               TimeRemainingColumn(compact=True))
     with Progress(*columns, console=console(stderr=True), transient=False) as bars:
-        trials = bars.add_task("trials", total=total_trials, rate="", metric="")
-        images = bars.add_task("images", total=1, visible=False, rate="", metric="")
+        trials = bars.add_task("trials", total=total_trials, info="")
+        images = bars.add_task("images", total=1, visible=False, info="")
+        shown = {"rate": "", "metric": ""}
+
+        def show() -> None:
+            bars.update(images, info=" ".join(v for v in shown.values() if v))
 
         def started(number: int, label: str) -> None:
-            bars.reset(images, total=1, description=label, visible=True, rate="", metric="")
+            shown.update(rate="", metric="")
+            bars.reset(images, total=1, description=label, visible=True, info="")
 
         def advanced(done: int, total: int) -> None:
             bars.update(images, completed=done, total=total)
             speed = bars.tasks[images].speed
             if speed:
-                bars.update(images, rate=f"{speed:,.0f} img/s")
+                shown["rate"] = f"{speed:,.0f} img/s"
+                show()
 
         def reported(metrics: dict[str, float]) -> None:
-            shown = {k: v for k, v in metrics.items() if k.endswith("_quick")} or metrics
-            bars.update(images, metric=" ".join(f"{k}={v:.3g}" for k, v in list(shown.items())[:2]))
+            quick = {k: v for k, v in metrics.items() if k.endswith("_quick")} or metrics
+            shown["metric"] = " ".join(f"{k}={v:.3g}" for k, v in list(quick.items())[:2])
+            show()
 
         def finished(trial) -> None:  # noqa: ANN001 - optuna's FrozenTrial or None
             state = trial.state.name if trial is not None else "?"
