@@ -83,20 +83,48 @@ def _print_next_steps(study, promotion) -> None:  # noqa: ANN001
 
 @cli.command()
 @click.argument("study_name")
-@click.option("--trials", type=int, default=None, help="Trials this worker runs [default: until --timeout or stopped].")
+@click.option("--trials", type=int, default=None, help="Trials this worker runs [default: until a limit below or stopped].")
 @click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
+@click.option("--total-trials", type=int, default=None,
+              help="Stop once the study has this many complete trials, counting every worker's.")
 @click.option("--storage", default=None, help="Optuna storage URL of the study.")
-@click.option("--device", default="auto", show_default=True)
-def worker(study_name: str, trials: int | None, timeout: float | None, storage: str | None, device: str) -> None:
-    """Join an existing study and run trials; start several at once against one storage."""
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--gpus", default=None, help="Comma-separated GPU indices: one worker process per GPU (0,1,2,3).")
+@click.option("--devices", default=None, help="Comma-separated devices, one worker process each (cpu,cpu or cuda:0,cuda:1).")
+def worker(study_name: str, trials: int | None, timeout: float | None, total_trials: int | None,
+           storage: str | None, device: str, gpus: str | None, devices: str | None) -> None:
+    """Join an existing study and run trials; start several at once against one storage.
+
+    SIGINT or SIGTERM fails the running trial cleanly (its MLflow run ends KILLED with the
+    reason), queues it again for another worker, and exits.
+    """
     from genas.search.objective import resolve_device
-    from genas.search.study import load_study, open_storage
-    from genas.search.worker import run_worker
+    from genas.search.study import load_study, open_storage, warn_if_shared_sqlite
 
     study, spec = load_study(study_name, open_storage(storage))
-    resolve_device(device)
-    with progress_display(trials) as hooks:
-        study = run_worker(study, spec, n_trials=trials, timeout=timeout, device=device, progress=hooks)
+    if gpus and devices:
+        raise GenasError("pass either --gpus or --devices, not both")
+    pool = [f"cuda:{g.strip()}" for g in gpus.split(",")] if gpus else \
+        [d.strip() for d in devices.split(",")] if devices else None
+    for d in pool or [device]:
+        resolve_device(d)
+    warn_if_shared_sqlite(study, storage, len(pool or [device]))
+    if pool:
+        from genas.search.pool import run_pool, worker_command
+
+        click.echo(f"starting {len(pool)} workers on {', '.join(pool)} for study {study_name}")
+        raise SystemExit(run_pool([worker_command(study_name, d, storage, trials, timeout, total_trials)
+                                   for d in pool]))
+    from genas.search.worker import run_worker
+
+    try:
+        with progress_display(trials) as hooks:
+            study = run_worker(study, spec, n_trials=trials, timeout=timeout, device=device, progress=hooks,
+                               total_trials=total_trials)
+    except KeyboardInterrupt as stop:
+        click.secho(f"worker stopped ({stop or 'SIGINT'}); the running trial was failed and queued again",
+                    fg="yellow", err=True)
+        raise SystemExit(130) from None
     leaderboard(study, spec)
 
 

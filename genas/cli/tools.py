@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from genas.cli.app import cli
+from genas.errors import GenasError
 
 
 @cli.command("eval")
@@ -50,4 +51,46 @@ def ui(host: str, port: int) -> None:
     click.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
            "--default-artifact-root", artifact_root().as_uri()]
+    raise SystemExit(subprocess.call(cmd))
+
+
+@cli.command()
+@click.option("--backend-store-uri", default=None,
+              help="Database for runs and the model registry, e.g. postgresql://USER@HOST/mlflow "
+                   "[default: SQLite in the genas home].")
+@click.option("--artifacts-destination", default=None,
+              help="Where runs' artifacts go: a shared path or s3://bucket/prefix [default: the genas home's mlartifacts].")
+@click.option("--storage", default=None,
+              help="The Optuna storage the workers will use (a different database from the backend store); "
+                   "checked and printed in the worker command.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to accept other machines.")
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Server processes.")
+def server(backend_store_uri: str | None, artifacts_destination: str | None, storage: str | None, host: str,
+           port: int, workers: int) -> None:
+    """Start the team's MLflow tracking server (MLflow's own `mlflow server`, registry on the database).
+
+    Workers on any machine then log through it: MLFLOW_TRACKING_URI=http://HOST:PORT genas worker STUDY
+    --storage postgresql://…; artifacts (checkpoints, models) travel through the server.
+    """
+    import subprocess
+
+    from genas.home import artifact_root, default_tracking_uri
+
+    backend = backend_store_uri or default_tracking_uri()
+    if backend.startswith(("http://", "https://")):
+        raise GenasError(f"--backend-store-uri must be a database (postgresql://…, sqlite:///…), not {backend}")
+    destination = artifacts_destination or artifact_root().as_uri()
+    if storage is not None:
+        from genas.search.study import open_storage
+
+        open_storage(storage)  # a bad URL fails here, with the one-line error
+    shown_host = "HOST" if host == "0.0.0.0" else host
+    click.echo(f"MLflow tracking server: backend {backend}, artifacts {destination}")
+    click.echo(f"on each worker machine:\n  export MLFLOW_TRACKING_URI=http://{shown_host}:{port}\n"
+               f"  genas worker STUDY --storage {storage or 'postgresql://USER@HOST/optuna'}")
+    click.echo("(Ctrl-C to stop)", err=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+           "--artifacts-destination", destination, "--serve-artifacts", "--host", host, "--port", str(port),
+           "--workers", str(workers)]
     raise SystemExit(subprocess.call(cmd))

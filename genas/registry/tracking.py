@@ -41,9 +41,35 @@ def configure_mlflow() -> str:
     return uri
 
 
+_initialised: set[str] = set()
+
+
 def client() -> MlflowClient:
-    configure_mlflow()
+    uri = configure_mlflow()
+    if uri not in _initialised:
+        _initialise_backend(uri)
+        _initialised.add(uri)
     return MlflowClient()
+
+
+def _initialise_backend(uri: str) -> None:
+    """Create a local SQLite backend's tables under a file lock.
+
+    MLflow migrates a new database on first use; several workers starting together on one
+    SQLite file would otherwise run the migrations at the same time and fail.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _is_local(uri: str) -> bool:

@@ -6,9 +6,12 @@ run ends KILLED with ``genas.state=PRUNED``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,6 +36,8 @@ from genas.spaces.base import Generator, Space, Tensors, TrialContext
 log = logging.getLogger(__name__)
 
 FAIL_REASON_ATTR = "fail_reason"
+WORKER_ATTR = "worker"
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 GRID_SAMPLES = 64
 
 
@@ -68,12 +73,14 @@ class Objective:
     experiment_id: str
     parent_run_id: str | None
     progress: Progress = field(default_factory=Progress)
+    current_trial: int | None = None  # the trial running now, for the worker's stop handling
 
     @property
     def budget(self) -> dict:
         return self.space.budget(self.spec.budget)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        self.current_trial = trial.number
         attrs = trial.user_attrs
         tags = {"genas.study": self.study_name, "genas.space": self.space.name,
                 "genas.trial": str(trial.number), "genas.dataset": self.spec.dataset,
@@ -82,8 +89,10 @@ class Objective:
             tags["genas.parent"] = "root" if attrs[PARENT_ATTR] is None else str(attrs[PARENT_ATTR])
             tags["genas.action"] = str(attrs.get(ACTION_ATTR, ""))
         name = f"trial-{trial.number}" + (f" · {tags['genas.action']}" if "genas.action" in tags else "")
+        tags["genas.worker"] = WORKER_ID
         run = RunLogger(start_run(self.experiment_id, name, tags, self.parent_run_id))
         trial.set_user_attr(RUN_ID_ATTR, run.run_id)
+        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         self.progress.trial_started(trial.number, name)
         started = time.perf_counter()
         try:
@@ -94,7 +103,10 @@ class Objective:
             raise
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}".strip()[:2000]
-            trial.set_user_attr(FAIL_REASON_ATTR, reason)
+            if isinstance(exc, KeyboardInterrupt):
+                reason = f"interrupted ({exc or 'SIGINT'}): the worker was stopped; the trial is queued again"
+            with contextlib.suppress(Exception):  # the storage may be what failed
+                trial.set_user_attr(FAIL_REASON_ATTR, reason)
             run.tags({"genas.state": "FAIL", "genas.fail_reason": reason})
             run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             log.warning("trial %d failed: %s", trial.number, reason)

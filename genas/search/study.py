@@ -20,8 +20,6 @@ log = logging.getLogger(__name__)
 
 SAMPLERS = ("growth", "tpe", "random", "cmaes", "qmc", "nsga2")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
-HEARTBEAT_INTERVAL_S = 30
-GRACE_PERIOD_S = 120
 
 
 @dataclass(frozen=True)
@@ -57,24 +55,39 @@ def default_study_name(space: str, dataset: str) -> str:
 
 
 def open_storage(url: str | None = None) -> BaseStorage:
-    """An RDB storage with heartbeats (stale trials fail and are retried once), or a journal file."""
+    """An RDB storage with heartbeats (stale trials fail and are retried once), or a journal file.
+
+    The journal storage has no heartbeats: a killed worker's trial stays RUNNING there.
+    """
     url = url or default_storage_url()
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        return optuna.storages.RDBStorage(
+        from genas.search.faults import ResilientRDBStorage, RetryStaleTrial, heartbeat_settings
+
+        interval, grace = heartbeat_settings()
+        return ResilientRDBStorage(
             url,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=GRACE_PERIOD_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            heartbeat_interval=interval,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1),
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
         )
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many kinds for a bad URL
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenasError(f"cannot open storage {url!r} ({first}); pass --storage sqlite:///PATH.db, "
                          "postgresql://USER@HOST/DB or journal:PATH") from exc
+
+
+def warn_if_shared_sqlite(study: optuna.Study, url: str | None, processes: int = 1) -> None:
+    """SQLite serialises writers; several workers on it stall on locks. Say so, and what to use."""
+    url = url or default_storage_url()
+    running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    if url.startswith("sqlite") and (processes > 1 or running > 0):
+        log.warning("several workers on one SQLite file (%s) will wait on its locks; for workers on one "
+                    "machine use --storage journal:PATH, across machines postgresql://USER@HOST/DB", url)
 
 
 def build_sampler(spec: StudySpec, space: Space, resolution: int) -> optuna.samplers.BaseSampler:

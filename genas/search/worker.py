@@ -2,16 +2,22 @@
 
 ``genas search`` and ``genas worker`` both end up here. Trials run inside
 ``study.optimize`` because Optuna's heartbeats (stale trials failed and retried) only act
-there; every exception is caught per trial so one bad candidate never ends the study.
+there; every exception is caught per trial so one bad candidate never ends the study. Around
+``optimize`` the loop adds what a long-running worker needs (see ``faults.py``): SIGTERM stops it
+cleanly, an interrupted trial is queued again, and a storage outage is waited out.
 """
 from __future__ import annotations
 
 import logging
+import time
 
 import optuna
+from optuna.trial import TrialState
 
 from genas.data import load_dataset
+from genas.errors import GenasError
 from genas.registry.tracking import ensure_experiment, start_run
+from genas.search.faults import retry_interrupted, stop_on_sigterm
 from genas.search.objective import Objective, Progress, resolve_device
 from genas.search.study import StudySpec, attach_search
 from genas.spaces.base import get_space
@@ -19,6 +25,7 @@ from genas.spaces.base import get_space
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+RECONNECT_FOR_S = 300.0  # how long a worker waits out a storage outage before giving up
 
 
 def study_parent_run(study: optuna.Study, spec: StudySpec) -> tuple[str, str]:
@@ -35,8 +42,13 @@ def study_parent_run(study: optuna.Study, spec: StudySpec) -> tuple[str, str]:
 
 
 def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, timeout: float | None,
-               device: str = "auto", progress: Progress | None = None) -> optuna.Study:
-    """Run up to ``n_trials`` trials (and/or until ``timeout`` seconds) of ``study`` in this process."""
+               device: str = "auto", progress: Progress | None = None,
+               total_trials: int | None = None) -> optuna.Study:
+    """Run trials of ``study`` in this process until one of the limits is reached.
+
+    ``n_trials``: trials this worker runs; ``timeout``: seconds after which it starts no new
+    trial; ``total_trials``: stop once the study has that many COMPLETE trials (all workers).
+    """
     space = get_space(spec.space)
     dataset = load_dataset(spec.dataset)
     study = attach_search(study, spec, space, dataset.resolution)
@@ -44,6 +56,71 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
     progress = progress or Progress()
     objective = Objective(study.study_name, spec, space, dataset, resolve_device(device),
                           experiment_id, parent_run, progress)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                   callbacks=[lambda s, t: progress.trial_finished(t)], gc_after_trial=True)
+    done = [0]
+
+    def finished(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        done[0] += 1
+        progress.trial_finished(t)
+
+    callbacks = [finished]
+    if total_trials is not None:
+        callbacks.append(optuna.study.MaxTrialsCallback(total_trials, states=(TrialState.COMPLETE,)))
+    started = time.monotonic()
+    outage_since, done_at_outage = None, -1
+    with stop_on_sigterm():
+        while True:
+            left = None if n_trials is None else n_trials - done[0]
+            time_left = None if timeout is None else timeout - (time.monotonic() - started)
+            if (left is not None and left <= 0) or (time_left is not None and time_left <= 0) or \
+                    (total_trials is not None and _complete(study) >= total_trials):
+                break
+            try:
+                study.optimize(objective, n_trials=left, timeout=time_left, catch=(Exception,),
+                               callbacks=callbacks, gc_after_trial=True)
+                break
+            except KeyboardInterrupt:
+                if objective.current_trial is not None:
+                    retry_interrupted(study, objective.current_trial)
+                raise
+            except Exception as exc:  # noqa: BLE001 - filtered just below
+                if not _storage_trouble(exc):
+                    raise
+                if outage_since is None or done[0] > done_at_outage:  # a new outage, not the same one
+                    outage_since, done_at_outage = time.monotonic(), done[0]
+                if time.monotonic() - outage_since > RECONNECT_FOR_S:
+                    raise GenasError(f"the study storage has been unreachable for {RECONNECT_FOR_S:.0f} s "
+                                     f"({_first_line(exc)}); check the database and start the worker again") from exc
+                log.warning("storage trouble (%s); the trial in flight will be retried; reconnecting",
+                            _first_line(exc))
+                time.sleep(2.0)
+                continue
     return study
+
+
+def _complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _storage_trouble(exc: BaseException) -> bool:
+    """A lost database connection, or a trial the other workers already failed as stale.
+
+    The whole exception chain counts: when the database drops while Optuna records a trial's
+    end, Optuna's own clean-up can fail in turn (seen: an UnboundLocalError in ``_run_trial``
+    raised while handling the StorageInternalError).
+    """
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    kinds = (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError,
+             optuna.exceptions.UpdateFinishedTrialError)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kinds):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

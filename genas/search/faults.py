@@ -1,0 +1,104 @@
+"""What a study survives: dead workers, stop signals and a database that goes away for a while.
+
+- A worker killed outright stops sending heartbeats. Optuna fails its trial once the grace
+  period has passed (checked by any worker when it starts a trial) and :class:`RetryStaleTrial`
+  queues a copy of it (same params, same parent and action) for the next free worker; genas also
+  ends the dead trial's MLflow run as KILLED with the reason, so no run stays RUNNING.
+- SIGTERM is turned into :class:`WorkerStopped` (a KeyboardInterrupt, like SIGINT), so Optuna
+  fails the current trial, the objective closes its MLflow run with the reason, and the worker
+  queues the trial again before it exits.
+- :class:`ResilientRDBStorage` keeps the heartbeat thread alive through a database outage; the
+  worker loop reconnects (SQLAlchemy's pool pre-ping) and carries on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from contextlib import contextmanager
+from typing import Iterator
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+
+log = logging.getLogger(__name__)
+
+STALE_REASON = "the worker running it stopped sending heartbeats (killed, or lost its machine); retried as a new trial"
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in seconds; ``$GENAS_HEARTBEAT_INTERVAL`` / ``$GENAS_HEARTBEAT_GRACE``."""
+    interval = int(os.environ.get("GENAS_HEARTBEAT_INTERVAL", "30"))
+    grace = int(os.environ.get("GENAS_HEARTBEAT_GRACE", str(4 * interval)))
+    if interval < 1 or grace <= interval:
+        raise ValueError(f"heartbeat grace ({grace} s) must exceed the interval ({interval} s)")
+    return interval, grace
+
+
+def close_trial_run(trial: FrozenTrial, reason: str, status: str = "KILLED") -> None:
+    """End the MLflow run of a trial that cannot end it itself; never raises."""
+    from genas.registry.tracking import RUN_ID_ATTR, RunLogger
+
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if run_id is None:
+        return
+    try:
+        run = RunLogger(run_id)
+        run.tags({"genas.state": "FAIL", "genas.fail_reason": reason})
+        run.finish(status)
+    except Exception as exc:  # noqa: BLE001 - the tracking store may be the thing that is down
+        log.warning("could not close the MLflow run %s of trial %d: %s", run_id, trial.number, exc)
+
+
+class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of heartbeat-stale trials, plus closing the dead trial's MLflow run."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        log.warning("trial %d: %s", trial.number, STALE_REASON)
+        close_trial_run(trial, STALE_REASON)
+        super().__call__(study, trial)
+
+
+def retry_interrupted(study: optuna.Study, number: int) -> None:
+    """Queue again a trial this worker failed because it was told to stop (at most once)."""
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is not None and trial.state == optuna.trial.TrialState.FAIL:
+        RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+        log.warning("trial %d was interrupted; queued again for the next worker", number)
+
+
+class ResilientRDBStorage(RDBStorage):
+    """An RDB storage whose heartbeat survives a database outage (it logs and tries again)."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            super().record_heartbeat(trial_id)
+        except SQLAlchemyError as exc:
+            log.warning("heartbeat of trial id %d not recorded (%s); retrying", trial_id,
+                        str(exc).splitlines()[0][:200])
+
+
+class WorkerStopped(KeyboardInterrupt):
+    """SIGTERM, handled as SIGINT is: Optuna fails the running trial and the worker exits."""
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Inside the block, SIGTERM raises :class:`WorkerStopped` (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise WorkerStopped(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
