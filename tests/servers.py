@@ -6,8 +6,10 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 
@@ -20,11 +22,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def output(proc: subprocess.Popen) -> str:
+    """What the server has printed so far (stdout and stderr)."""
+    return Path(proc.log_path).read_text(errors="replace")
+
+
 def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
+            raise AssertionError(f"server exited with {proc.returncode}:\n{output(proc)[-3000:]}")
         try:
             if urllib.request.urlopen(url, timeout=2).status == 200:
                 return
@@ -42,8 +49,11 @@ def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None,
     inherited: the server sees only what ``env`` names.
     """
     inherited = {k: v for k, v in os.environ.items() if k not in LOCATION_VARS}
-    proc = subprocess.Popen(cmd, env={**inherited, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE,
+    # A file, not a pipe: a chatty server must never block on a full pipe nobody reads.
+    log = tempfile.NamedTemporaryFile("w+", prefix="server-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env={**inherited, **(env or {})}, cwd=cwd, stdout=log,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc.log_path = log.name
     try:
         wait_for(ready_url, proc)
         yield proc
@@ -55,3 +65,4 @@ def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None,
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        log.close()

@@ -104,7 +104,10 @@ def test_three_workers_on_postgresql(env, genas_home):
 
 def test_journal_storage_two_workers_from_one_command(env, genas_home):
     storage = f"journal:{genas_home.parent / 'journal.log'}"
-    new_study(storage)
+    created = subprocess.run([sys.executable, "-m", "genas.cli", "search", "dggan", "--budget", "tiny", "--trials", "0",
+                              "--top-k", "2", "--storage", storage, "--study-name", STUDY], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert created.returncode == 0 and f"genas worker {STUDY} --storage {storage}" in created.stdout, created
     out = subprocess.run([sys.executable, "-m", "genas.cli", "worker", STUDY, "--storage", storage,
                           "--devices", "cpu,cpu", "--total-trials", "4"], env=env, capture_output=True,
                          text=True, timeout=600)

@@ -75,3 +75,50 @@ def test_resuming_with_another_space_is_refused(genas_home):
     with pytest.raises(GenasError, match="another --study-name"):
         create_or_resume("s", StudySpec("progan", "digits", "tiny", ("swd",), "tpe", "none", 0), storage)
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 0
+
+
+@register_space
+class SteadySpace(FlakySpace):
+    """Every trial trains."""
+
+    name = "steady"
+
+    def train(self, config, ctx):
+        ctx.report(1, ctx.quick_eval(FlakyGenerator(config["level"])))
+        return FlakyGenerator(config["level"])
+
+
+def test_unwritable_artifacts_and_a_full_disk_fail_the_trial_only(genas_home, monkeypatch):
+    import errno
+    import shutil
+
+    from genas.registry.promote import promote
+    from genas.registry.tracking import RunLogger
+
+    spec = StudySpec("steady", "digits", "tiny", ("swd",), "random", "none", 0)
+    study = run_worker(create_or_resume("steady", spec, open_storage()), spec, n_trials=1, timeout=None, device="cpu")
+    champion = promote(study)
+    first = study.trials[0]
+
+    def full_disk(self, local_dir, artifact_path=None):
+        raise OSError(errno.ENOSPC, "No space left on device", str(local_dir))
+
+    with monkeypatch.context() as m:
+        m.setattr(RunLogger, "artifacts", full_disk)
+        run_worker(study, spec, n_trials=1, timeout=None, device="cpu")
+
+    store = genas_home / "mlartifacts" / "steady"
+    shutil.move(store, store.with_name("moved"))
+    store.write_text("a file where the artifact folder should be")
+    try:
+        run_worker(study, spec, n_trials=1, timeout=None, device="cpu")
+    finally:
+        store.unlink()
+        shutil.move(store.with_name("moved"), store)
+
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert "No space left on device" in trials[1].user_attrs["fail_reason"]
+    assert "steady" in trials[2].user_attrs["fail_reason"]  # names the path it could not write
+    assert trials[0].values == first.values and trials[0].user_attrs == first.user_attrs
+    assert promote(study).version == champion.version  # the registry still points at trial 0

@@ -55,8 +55,13 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
 
     from genas.registry.promote import promote
     from genas.report import log_study_report
-    from genas.search.worker import run_worker
+    from genas.search.worker import run_worker, study_parent_run
 
+    if n_trials == 0:  # create the study for workers elsewhere, run nothing here
+        study_parent_run(study, spec)
+        click.echo(f"study {name} is ready ({spec.space} on {spec.dataset}, {spec.budget}); start workers with:\n"
+                   f"  genas worker {name}" + (f" --storage {storage}" if storage else ""))
+        return
     with progress_display(n_trials) as hooks:
         study = run_worker(study, spec, n_trials=n_trials, timeout=timeout, device=device, progress=hooks)
     leaderboard(study, spec)

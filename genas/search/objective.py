@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import optuna
 import torch
@@ -74,6 +74,15 @@ class Objective:
     parent_run_id: str | None
     progress: Progress = field(default_factory=Progress)
     current_trial: int | None = None  # the trial running now, for the worker's stop handling
+    spent: dict[str, float] = field(default_factory=dict)  # seconds per phase of the current trial
+
+    @contextlib.contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[phase] = self.spent.get(phase, 0.0) + time.perf_counter() - start
 
     @property
     def budget(self) -> dict:
@@ -81,6 +90,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.current_trial = trial.number
+        self.spent = {}
+        started = time.perf_counter()
         attrs = trial.user_attrs
         tags = {"genas.study": self.study_name, "genas.space": self.space.name,
                 "genas.trial": str(trial.number), "genas.dataset": self.spec.dataset,
@@ -94,7 +105,6 @@ class Objective:
         trial.set_user_attr(RUN_ID_ATTR, run.run_id)
         trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         self.progress.trial_started(trial.number, name)
-        started = time.perf_counter()
         try:
             values = self._run(trial, run)
         except optuna.TrialPruned:
@@ -111,7 +121,7 @@ class Objective:
             run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             log.warning("trial %d failed: %s", trial.number, reason)
             raise
-        run.metrics({"trial_seconds": time.perf_counter() - started}, step=0)
+        run.metrics(self._time_split(time.perf_counter() - started), step=0)
         run.tags({"genas.state": "COMPLETE"})
         run.finish("FINISHED")
         return values[0] if len(values) == 1 else values
@@ -125,11 +135,13 @@ class Objective:
         if PARENT_ATTR not in trial.user_attrs:  # no growth action to name the run after: its params
             run.tags({MLFLOW_RUN_NAME: f"trial-{trial.number} · " + " ".join(
                 f"{k}={short(v)}" for k, v in trial.params.items())})
-        generator = self.space.train(config, ctx)
+        with self._timed("train"):
+            generator = self.space.train(config, ctx)
 
-        fake = generator.sample(budget["eval_samples"], seed=seed)
-        metrics = evaluate(fake, self.dataset, self._final_metrics(), device=self.device,
-                           n_real=budget["eval_samples"], seed=self.spec.seed)
+        with self._timed("eval"):
+            fake = generator.sample(budget["eval_samples"], seed=seed)
+            metrics = evaluate(fake, self.dataset, self._final_metrics(), device=self.device,
+                               n_real=budget["eval_samples"], seed=self.spec.seed)
         run.metrics(metrics, step=budget["images_per_trial"])
         run.image(fake[:GRID_SAMPLES], "samples", budget["images_per_trial"])
         values = [metrics[o] for o in self.spec.objectives]
@@ -139,6 +151,20 @@ class Objective:
             trial.set_user_attr(key, value)
         self._log_model(run, generator, fake[:GRID_SAMPLES], config)
         return values
+
+    def _time_split(self, total: float) -> dict[str, float]:
+        """Where the trial's wall time went: training, evaluation, and genas itself (the rest).
+
+        genas's share is everything but the space's own training steps and the metrics: MLflow
+        logging, checkpoints out and in, the model, the sampler and the storage.
+        """
+        s = self.spent
+        inside_train = s.get("quick_eval", 0) + s.get("report_log", 0) + s.get("parent_load", 0) + s.get("state_save", 0)
+        training = max(s.get("train", 0) - inside_train, 0.0)
+        evaluation = s.get("eval", 0) + s.get("quick_eval", 0)
+        framework = max(total - training - evaluation, 0.0)
+        return {"trial_seconds": total, "seconds_training": training, "seconds_evaluation": evaluation,
+                "seconds_framework": framework, "framework_share": framework / total if total > 0 else 0.0}
 
     def _final_metrics(self) -> list[str]:
         return list(dict.fromkeys(["swd", *self.spec.objectives]))
@@ -151,28 +177,33 @@ class Objective:
         grids: list[torch.Tensor] = []  # the latest quick-eval samples, logged with the next report
 
         def report(step: int, metrics: dict[str, float]) -> None:
-            run.metrics(metrics, step=step)
-            if grids:
-                run.image(grids.pop(), "samples", step)
             self.progress.metrics(metrics)
-            if pruning_key in metrics and math.isfinite(metrics[pruning_key]):
-                trial.report(metrics[pruning_key], step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at {step} images ({pruning_key}={metrics[pruning_key]:.3f})")
+            with self._timed("report_log"):
+                run.metrics(metrics, step=step)
+                if grids:
+                    run.image(grids.pop(), "samples", step)
+                prune = False
+                if pruning_key in metrics and math.isfinite(metrics[pruning_key]):
+                    trial.report(metrics[pruning_key], step)
+                    prune = trial.should_prune()
+            if prune:
+                raise optuna.TrialPruned(f"pruned at {step} images ({pruning_key}={metrics[pruning_key]:.3f})")
 
         def quick_eval(generator: Generator) -> dict[str, float]:
             n = budget["quick_eval_samples"]
-            fake = generator.sample(n, seed=seed)
-            grids[:] = [fake[:GRID_SAMPLES]]
-            swd = evaluate(fake, self.dataset, ["swd"], device=self.device, n_real=n, seed=self.spec.seed)["swd"]
+            with self._timed("quick_eval"):
+                fake = generator.sample(n, seed=seed)
+                grids[:] = [fake[:GRID_SAMPLES]]
+                swd = evaluate(fake, self.dataset, ["swd"], device=self.device, n_real=n, seed=self.spec.seed)["swd"]
             return {"swd_quick": swd}
 
         def parent_state() -> tuple[dict, Tensors] | None:
             parent = trial.user_attrs.get(PARENT_ATTR)
-            return None if parent is None else self.load_trial_state(trial.study, parent)
+            with self._timed("parent_load"):
+                return None if parent is None else self.load_trial_state(trial.study, parent)
 
         def save_state(config: dict, tensors: Tensors) -> None:
-            with tempfile.TemporaryDirectory() as tmp:
+            with self._timed("state_save"), tempfile.TemporaryDirectory() as tmp:
                 run.artifacts(write_state(Path(tmp) / STATE_ARTIFACT, config, tensors), STATE_ARTIFACT)
 
         def set_attr(key: str, value: object) -> None:

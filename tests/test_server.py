@@ -1,0 +1,38 @@
+"""`genas server`: MLflow's tracking server for a team; a study logs through it, lineage included."""
+import subprocess
+import sys
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from servers import free_port, output, running
+
+
+def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path):
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    artifacts = tmp_path / "shared-artifacts"
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "genas.cli", "server", "--backend-store-uri", backend,
+           "--artifacts-destination", str(artifacts), "--storage", storage, "--port", str(port), "--workers", "1"]
+    with running(cmd, f"{uri}/health", env={"GENAS_HOME": str(genas_home)}) as server:
+        env = {"GENAS_HOME": str(genas_home), "MLFLOW_TRACKING_URI": uri, "PATH": "/usr/bin:/bin",
+               "HOME": str(tmp_path)}
+        out = subprocess.run([sys.executable, "-m", "genas.cli", "search", "dggan", "--budget", "tiny", "--trials",
+                              "3", "--storage", storage], env=env, capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        client = MlflowClient(uri)
+        study = optuna.load_study(study_name="dggan-mnist5k", storage=storage)
+        children = [t for t in study.trials if t.user_attrs.get("parent") is not None]
+        assert children and all(t.state == TrialState.COMPLETE for t in children)
+        for t in study.trials:
+            run = client.get_run(t.user_attrs["mlflow_run_id"])
+            assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
+        assert client.get_model_version_by_alias("genas-dggan-mnist5k", "champion")
+    banner = output(server)
+    assert f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}" in banner
+    assert f"genas worker STUDY --storage {storage}" in banner
+    # the artifacts (states a child read, models) sit in the shared destination, not the genas home
+    assert list(artifacts.rglob("tensors.safetensors")) and not (genas_home / "mlartifacts").exists()
