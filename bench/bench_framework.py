@@ -3,7 +3,7 @@
     python bench/bench_framework.py [--workers 1,4,8] [--trials-per-worker 8]
                                     [--storages sqlite,journal,postgresql] [--dggan-trials 3]
 
-(a) Workers are processes (forked, as `genas worker` would be started) running the normal worker
+(a) Workers are fresh processes (spawned, as `genas worker` processes are) running the normal worker
 loop on a ``noop`` space registered here: one float suggested, no training, a constant
 generator, SWD of 16 samples, and everything genas does around a trial (MLflow run, params,
 tags, sample grid, pyfunc model, state). MLflow logs to one PostgreSQL database for every case,
@@ -67,7 +67,10 @@ class NoopSpace(Space):
 
 
 def _worker(study_name: str, storage_url: str, trials: int) -> None:
+    import optuna
+
     warnings.filterwarnings("ignore")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     from genas.search.study import load_study, open_storage
     from genas.search.worker import run_worker
 
@@ -162,7 +165,8 @@ def main() -> None:
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    mp.set_start_method("fork")
+    # spawn, not fork: a forked worker would share this process's database connections
+    mp.set_start_method("spawn")
     pg = PgAdmin()
     home = tempfile.TemporaryDirectory()
     os.environ["GENAS_HOME"] = home.name

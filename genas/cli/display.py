@@ -50,7 +50,7 @@ def progress_display(total_trials: int | None) -> Iterator["object"]:
         def finished(trial) -> None:  # noqa: ANN001 - optuna's FrozenTrial or None
             state = trial.state.name if trial is not None else "?"
             value = " " + ", ".join(f"{v:.3f}" for v in trial.values) if trial is not None and trial.values else ""
-            reason = trial.user_attrs.get("fail_reason", "") if trial is not None else ""
+            reason = trial.user_attrs.get("fail_reason", "") if trial is not None and state == "FAIL" else ""
             bars.console.log(f"trial {trial.number if trial else '?'}: {state}{value}"
                              + (f" ({reason[:100]})" if reason else ""))
             bars.advance(trials)

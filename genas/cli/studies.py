@@ -176,8 +176,8 @@ def study_show(study_name: str, storage: str | None) -> None:
     for t in st.get_trials(deepcopy=False):
         values = [f"{v:.3f}" for v in t.values] if t.values else ["-"] * len(spec.objectives)
         duration = f"{t.duration.total_seconds():.1f}s" if t.duration else "-"
-        table.add_row(str(t.number), t.state.name, *values, parent_label(t), detail(t), duration,
-                      str(t.user_attrs.get("fail_reason", ""))[:60])
+        note = str(t.user_attrs.get("fail_reason", ""))[:60] if t.state.name == "FAIL" else ""
+        table.add_row(str(t.number), t.state.name, *values, parent_label(t), detail(t), duration, note)
     out = console()
     out.print(table)
     try:

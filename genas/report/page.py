@@ -45,7 +45,7 @@ def render(parts: "ReportParts", limit: int = 50) -> str:
     grids = "".join(f"<figure>{_img(png, f'trial {n}')}<figcaption>trial {n}"
                     f"{' (champion)' if n == parts.champion else ''}</figcaption></figure>"
                     for n, png in parts.samples.items())
-    failed = [t for t in parts.trials if "fail_reason" in t.user_attrs]
+    failed = [t for t in parts.trials if t.state.name == "FAIL" and "fail_reason" in t.user_attrs]
     failures = "".join(f"<li>trial {t.number}: {esc(str(t.user_attrs['fail_reason'])[:300])}</li>" for t in failed)
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>genas report: {esc(parts.study)}</title><style>{STYLE}</style></head><body>

@@ -170,6 +170,11 @@ def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna
     study.set_metric_names(list(spec.objectives))
     for key, value in spec.to_attrs().items():
         study.set_user_attr(key, value)
+    # The MLflow parent run is made here, by the one process creating the study, so that workers
+    # starting together never each make their own.
+    from genas.search.worker import study_parent_run
+
+    study_parent_run(study, spec)
     return study
 
 
