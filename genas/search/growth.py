@@ -26,6 +26,7 @@ from genas.spaces.base import GrowableSpace
 
 PARENT_ATTR = "parent"
 ACTION_ATTR = "action"
+TOP_K_ATTR = "genas:top_k"  # the trials the parent was drawn from, best first
 _PLAN_ATTR = "genas:planned_action"  # JSON of the action dict, read back by sample_independent
 
 
@@ -68,7 +69,9 @@ class GrowthSampler(BaseSampler):
 
     def choose(self, study: Study) -> tuple[int | None, dict]:
         """(parent trial number or None, action) for the next trial."""
-        parents = self.top_k(study)
+        return self._choose(study, self.top_k(study))
+
+    def _choose(self, study: Study, parents: list[FrozenTrial]) -> tuple[int | None, dict]:
         taken: dict[Any, set[str]] = {}
         for t in study.get_trials(deepcopy=False):
             if _PLAN_ATTR in t.user_attrs and t.state != TrialState.FAIL:
@@ -86,11 +89,13 @@ class GrowthSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if _PLAN_ATTR in trial.user_attrs:  # a retried or enqueued trial keeps its plan
             return
-        parent, action = self.choose(study)
+        candidates = self.top_k(study)
+        parent, action = self._choose(study, candidates)
         parent_arch = None if parent is None else study._storage.get_trial_user_attrs(
             study._storage.get_trial_id_from_study_id_trial_number(study._study_id, parent))["arch"]
         label = self.space.action_label(action, parent_arch)
-        attrs = {PARENT_ATTR: parent, ACTION_ATTR: label, _PLAN_ATTR: _key(action)}
+        attrs = {PARENT_ATTR: parent, ACTION_ATTR: label, _PLAN_ATTR: _key(action),
+                 TOP_K_ATTR: [t.number for t in candidates]}
         for key, value in attrs.items():
             # The public Trial API does not exist yet: write to the storage, and to the frozen
             # trial that the coming Trial object caches (its user_attrs are read from there).

@@ -108,6 +108,7 @@ class Objective:
         try:
             values = self._run(trial, run)
         except optuna.TrialPruned:
+            self.current_trial = None
             run.tags({"genas.state": "PRUNED"})
             run.finish("KILLED")
             raise
@@ -120,10 +121,13 @@ class Objective:
             run.tags({"genas.state": "FAIL", "genas.fail_reason": reason})
             run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             log.warning("trial %d failed: %s", trial.number, reason)
+            if not isinstance(exc, KeyboardInterrupt):
+                self.current_trial = None  # only an interrupted trial is queued again
             raise
         run.metrics(self._time_split(time.perf_counter() - started), step=0)
         run.tags({"genas.state": "COMPLETE"})
         run.finish("FINISHED")
+        self.current_trial = None
         return values[0] if len(values) == 1 else values
 
     def _run(self, trial: optuna.Trial, run: RunLogger) -> list[float]:

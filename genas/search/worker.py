@@ -71,10 +71,10 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
         while True:
             left = None if n_trials is None else n_trials - done[0]
             time_left = None if timeout is None else timeout - (time.monotonic() - started)
-            if (left is not None and left <= 0) or (time_left is not None and time_left <= 0) or \
-                    (total_trials is not None and _complete(study) >= total_trials):
-                break
             try:
+                if (left is not None and left <= 0) or (time_left is not None and time_left <= 0) or \
+                        (total_trials is not None and _complete(study) >= total_trials):
+                    break
                 study.optimize(objective, n_trials=left, timeout=time_left, catch=(Exception,),
                                callbacks=callbacks, gc_after_trial=True)
                 break
