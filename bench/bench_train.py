@@ -19,7 +19,7 @@ import torch
 from genas.data import load_dataset
 from genas.spaces import TrialContext, get_space
 from genas.spaces.dggan.network import Nets, apply_action, resolution_of, root_arch
-from genas.spaces.dggan.space import images_on, prepare
+from genas.spaces.dggan.space import images_on
 from genas.spaces.dggan.train import gradient_penalty, real_at
 
 
