@@ -25,7 +25,7 @@ with warnings.catch_warnings():  # MLflow's own type hints warn on import; not f
     warnings.simplefilter("ignore", UserWarning)
     import mlflow.pyfunc
 
-from genas.errors import GenasError
+from genas.errors import GenasError, first_line
 from genas.spaces.base import Generator, Tensors, generator_from_state
 
 CONFIG_FILE = "config.json"
@@ -80,8 +80,7 @@ def resolve_model_uri(model_uri: str) -> Path:
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for "not found"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GenasError(f"model URI {model_uri!r} does not resolve ({first_line}); "
+        raise GenasError(f"model URI {model_uri!r} does not resolve ({first_line(exc)}); "
                          "see `genas registry list` for registered models, or use runs:/<run_id>/model") from exc
 
 

@@ -165,5 +165,10 @@ class RunLogger:
     def download(self, artifact_path: str, dst: Path) -> Path:
         return Path(self._client.download_artifacts(self.run_id, artifact_path, str(dst)))
 
+    def fail(self, reason: str, status: str = "FAILED") -> None:
+        """End the run as failed (FAILED, or KILLED when stopped from outside) with its reason."""
+        self.tags({"genas.state": "FAIL", "genas.fail_reason": reason})
+        self.finish(status)
+
     def finish(self, status: str = "FINISHED") -> None:
         self._client.set_terminated(self.run_id, status=status)

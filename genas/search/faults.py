@@ -22,6 +22,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
+from genas.errors import first_line
+
 log = logging.getLogger(__name__)
 
 STALE_REASON = "the worker running it stopped sending heartbeats (killed, or lost its machine); retried as a new trial"
@@ -44,9 +46,7 @@ def close_trial_run(trial: FrozenTrial, reason: str, status: str = "KILLED") -> 
     if run_id is None:
         return
     try:
-        run = RunLogger(run_id)
-        run.tags({"genas.state": "FAIL", "genas.fail_reason": reason})
-        run.finish(status)
+        RunLogger(run_id).fail(reason, status)
     except Exception as exc:  # noqa: BLE001 - the tracking store may be the thing that is down
         log.warning("could not close the MLflow run %s of trial %d: %s", run_id, trial.number, exc)
 
@@ -77,8 +77,7 @@ class ResilientRDBStorage(RDBStorage):
         try:
             super().record_heartbeat(trial_id)
         except SQLAlchemyError as exc:
-            log.warning("heartbeat of trial id %d not recorded (%s); retrying", trial_id,
-                        str(exc).splitlines()[0][:200])
+            log.warning("heartbeat of trial id %d not recorded (%s); retrying", trial_id, first_line(exc, 200))
 
 
 class WorkerStopped(KeyboardInterrupt):

@@ -67,21 +67,18 @@ class GrowthSampler(BaseSampler):
                     if "arch" in t.user_attrs]
         return rank_trials(complete, study.directions)[: self.k] if complete else []
 
-    def choose(self, study: Study) -> tuple[int | None, dict]:
-        """(parent trial number or None, action) for the next trial."""
-        return self._choose(study, self.top_k(study))
-
-    def _choose(self, study: Study, parents: list[FrozenTrial]) -> tuple[int | None, dict]:
+    def choose(self, study: Study, candidates: list[FrozenTrial]) -> tuple[FrozenTrial | None, dict]:
+        """(parent trial or None for a root, action) for the next trial, the parent among ``candidates``."""
         taken: dict[Any, set[str]] = {}
         for t in study.get_trials(deepcopy=False):
             if _PLAN_ATTR in t.user_attrs and t.state != TrialState.FAIL:
                 taken.setdefault(t.user_attrs.get(PARENT_ATTR), set()).add(t.user_attrs[_PLAN_ATTR])
-        for parent in self._rng.permutation(len(parents)) if parents else []:
-            trial = parents[int(parent)]
+        for parent in self._rng.permutation(len(candidates)) if candidates else []:
+            trial = candidates[int(parent)]
             actions = self.space.next_actions(trial.user_attrs["arch"], self.resolution, self.budget)
             fresh = [a for a in actions if _key(a) not in taken.get(trial.number, set())]
             if fresh:
-                return trial.number, fresh[int(self._rng.integers(len(fresh)))]
+                return trial, fresh[int(self._rng.integers(len(fresh)))]
         roots = self.space.root_actions(self.resolution, self.budget)
         fresh = [a for a in roots if _key(a) not in taken.get(None, set())] or roots
         return None, fresh[int(self._rng.integers(len(fresh)))]
@@ -90,9 +87,9 @@ class GrowthSampler(BaseSampler):
         if _PLAN_ATTR in trial.user_attrs:  # a retried or enqueued trial keeps its plan
             return
         candidates = self.top_k(study)
-        parent, action = self._choose(study, candidates)
-        parent_arch = None if parent is None else study._storage.get_trial_user_attrs(
-            study._storage.get_trial_id_from_study_id_trial_number(study._study_id, parent))["arch"]
+        parent_trial, action = self.choose(study, candidates)
+        parent = None if parent_trial is None else parent_trial.number
+        parent_arch = None if parent_trial is None else parent_trial.user_attrs["arch"]
         label = self.space.action_label(action, parent_arch)
         attrs = {PARENT_ATTR: parent, ACTION_ATTR: label, _PLAN_ATTR: _key(action),
                  TOP_K_ATTR: [t.number for t in candidates]}

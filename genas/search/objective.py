@@ -118,8 +118,7 @@ class Objective:
                 reason = f"interrupted ({exc or 'SIGINT'}): the worker was stopped; the trial is queued again"
             with contextlib.suppress(Exception):  # the storage may be what failed
                 trial.set_user_attr(FAIL_REASON_ATTR, reason)
-            run.tags({"genas.state": "FAIL", "genas.fail_reason": reason})
-            run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            run.fail(reason, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             log.warning("trial %d failed: %s", trial.number, reason)
             if not isinstance(exc, KeyboardInterrupt):
                 self.current_trial = None  # only an interrupted trial is queued again

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.storages import BaseStorage
 
-from genas.errors import GenasError
+from genas.errors import GenasError, first_line
 from genas.home import default_storage_url
 from genas.spaces.base import GrowableSpace, Space, get_space
 
@@ -76,8 +76,7 @@ def open_storage(url: str | None = None) -> BaseStorage:
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
         )
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many kinds for a bad URL
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GenasError(f"cannot open storage {url!r} ({first}); pass --storage sqlite:///PATH.db, "
+        raise GenasError(f"cannot open storage {url!r} ({first_line(exc)}); pass --storage sqlite:///PATH.db, "
                          "postgresql://USER@HOST/DB or journal:PATH") from exc
 
 

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from genas.data import load_dataset
-from genas.errors import GenasError
+from genas.errors import GenasError, first_line
 from genas.registry.tracking import ensure_experiment, start_run
 from genas.search.faults import retry_interrupted, stop_on_sigterm
 from genas.search.objective import Objective, Progress, resolve_device
@@ -89,9 +89,9 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
                     outage_since, done_at_outage = time.monotonic(), done[0]
                 if time.monotonic() - outage_since > RECONNECT_FOR_S:
                     raise GenasError(f"the study storage has been unreachable for {RECONNECT_FOR_S:.0f} s "
-                                     f"({_first_line(exc)}); check the database and start the worker again") from exc
+                                     f"({first_line(exc, 200)}); check the database and start the worker again") from exc
                 log.warning("storage trouble (%s); the trial in flight will be retried; reconnecting",
-                            _first_line(exc))
+                            first_line(exc, 200))
                 time.sleep(2.0)
                 continue
     return study
@@ -119,8 +119,3 @@ def _storage_trouble(exc: BaseException) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
