@@ -87,8 +87,10 @@ def assert_accounted_for(study: optuna.Study, genas_home, k: int) -> None:  # no
         assert t.user_attrs["parent"] in candidates and 0 < len(candidates) <= k
         assert all(by_number[c].state == TrialState.COMPLETE for c in candidates)
         # (1 s of margin: a finishing trial stamps its end just before its commit lands)
+        # a retry keeps the choice its original trial made, so the original's start is the time
+        chosen = by_number[t.system_attrs.get("failed_trial", t.number)].datetime_start
         seen = [p for p in trials if p.state == TrialState.COMPLETE
-                and p.datetime_complete < t.datetime_start - timedelta(seconds=1)]
+                and p.datetime_complete < chosen - timedelta(seconds=1)]
         ranked = rank_trials(seen + [by_number[c] for c in candidates if by_number[c] not in seen], study.directions)
         assert [p.number for p in ranked[:len(candidates)]] == candidates, (t.number, candidates)
 
