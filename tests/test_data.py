@@ -48,16 +48,39 @@ def test_npz_and_cifar10(tmp_path):
 
     folder = tmp_path / "cifar"
     folder.mkdir()
-    batch = {b"data": np.random.default_rng(1).integers(0, 256, (3, 3072), dtype=np.uint8)}
+    batch = {b"data": np.random.default_rng(1).integers(0, 256, (3, 3072), dtype=np.uint8), b"labels": [7, 0, 3]}
     with open(folder / "data_batch_1", "wb") as fh:
         pickle.dump(batch, fh)
     c = load_dataset(f"cifar10:{folder}")
     assert c.images.shape == (3, 3, 32, 32)
+    assert c.labels.tolist() == [7, 0, 3]
+
+
+def test_labelled_datasets_keep_their_labels():
+    for name, n in (("mnist5k", 5000), ("digits", 1797)):
+        d = load_dataset(name)
+        assert d.labels is not None and d.labels.shape == (n,) and set(d.labels.tolist()) == set(range(10))
+
+
+def test_target_images(tmp_path):
+    from PIL import Image
+
+    d = load_dataset("image:astronaut")
+    assert d.images.shape == (1, 3, 64, 64) and d.labels is None
+    assert -1.0 <= float(d.images.min()) < float(d.images.max()) <= 1.0
+    assert load_dataset("image:camera@32").images.shape == (1, 1, 32, 32)
+    rgb = np.random.default_rng(2).integers(0, 256, (40, 60, 3), dtype=np.uint8)  # centre-cropped to 40x40
+    Image.fromarray(rgb).save(tmp_path / "t.png")
+    own = load_dataset(f"image:{tmp_path / 't.png'}@8")
+    assert own.images.shape == (1, 3, 8, 8)
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(GenasError, match="cannot read target image"):
+        load_dataset(f"image:{tmp_path / 'bad.png'}")
 
 
 @pytest.mark.parametrize("name, words", [
     ("nosuch", "unknown dataset"), ("folder:", "unknown dataset"), ("cifar10:/nope", "CIFAR-10"),
-    ("npz:/nope.npz", "does not exist"),
+    ("npz:/nope.npz", "does not exist"), ("image:/nope.png", "cannot read target image"),
 ])
 def test_bad_names(name, words):
     with pytest.raises(GenasError, match=words):

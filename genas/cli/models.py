@@ -1,6 +1,8 @@
 """``genas sample``, ``genas registry …`` and ``genas serve``: using what a study registered."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from genas.cli.app import GenasGroup, cli, console
@@ -9,15 +11,45 @@ from genas.cli.app import GenasGroup, cli, console
 @cli.command()
 @click.argument("model_uri")
 @click.option("-n", "--num", "n", type=click.IntRange(1, 4096), default=64, show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="PNG grid of the images [default: grid.png]; for a model that generates classifiers, "
+                   "a folder for their safetensors files [default: models/].")
 @click.option("--seed", type=int, default=None, help="Same seed, same images.")
-def sample(model_uri: str, n: int, output: str, seed: int | None) -> None:
-    """Sample N images from MODEL_URI (models:/genas-<study>@champion, runs:/ID/model or a folder) to a PNG grid."""
+def sample(model_uri: str, n: int, output: str | None, seed: int | None) -> None:
+    """Sample N images from MODEL_URI (models:/genas-<study>@champion, runs:/ID/model or a folder) to a PNG grid.
+
+    A pdiff model writes N generated classifiers instead: OUTPUT/model-000.safetensors … and
+    OUTPUT/config.json (what rebuilds them: genas.load(URI).sample_models).
+    """
     from genas.images import save_grid
     from genas.registry.model import load_generator
+    from genas.spaces.base import outputs_of
 
-    images = load_generator(model_uri).sample(n, seed=seed)
-    click.echo(f"wrote {save_grid(images, output)} ({n} images, {tuple(images.shape[1:])})")
+    generator = load_generator(model_uri)
+    if outputs_of(generator) == "parameters":
+        folder = write_models(generator, n, Path(output or "models"), seed)
+        click.echo(f"wrote {n} generated models to {folder} (model-000.safetensors …, config.json)")
+        return
+    images = generator.sample(n, seed=seed)
+    click.echo(f"wrote {save_grid(images, output or 'grid.png')} ({n} images, {tuple(images.shape[1:])})")
+
+
+def write_models(generator, n: int, folder: Path, seed: int | None) -> Path:  # noqa: ANN001 - a parameter generator
+    """Each generated model's state dict as safetensors, with the generator's config beside them."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from genas.errors import GenasError
+
+    if folder.exists() and not folder.is_dir():
+        raise GenasError(f"{folder} is a file; pass -o with a folder for the generated models")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, model in enumerate(generator.sample_models(n, seed=seed)):
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(folder / f"model-{i:03d}.safetensors"))
+    (folder / "config.json").write_text(json.dumps(generator.state()[0], indent=2))
+    return folder
 
 
 @cli.group(cls=GenasGroup)

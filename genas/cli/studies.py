@@ -18,8 +18,9 @@ from genas.errors import GenasError
 @click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
 @click.option("--budget", type=BUDGET_CHOICE, default="small", show_default=True,
               help="tiny: seconds on a CPU; small: minutes on a CPU; full: the published scale on a GPU.")
-@click.option("--objective", default="swd", show_default=True,
-              help="swd, fid, kid, fid_digitnet …; comma-separated for a multi-objective study.")
+@click.option("--objective", default=None,
+              help="swd, fid, kid, fid_digitnet … or a space's own metric; comma-separated for a "
+                   "multi-objective study [default: the space's: swd for the GANs].")
 @click.option("--sampler", default=None, help="growth (dggan), tpe, random, cmaes, qmc, nsga2 [default: the space's].")
 @click.option("--pruner", default=None,
               help="median, hyperband, successive_halving, percentile or none (single objective only) "
@@ -30,24 +31,30 @@ from genas.errors import GenasError
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--alias", default="champion", show_default=True, help="Alias given to the registered best model.")
-def search(space: str, dataset: str, trials: int | None, timeout: float | None, budget: str, objective: str,
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A space option the search does not tune (repeatable), e.g. --set arch=resnet18 for pdiff.")
+def search(space: str, dataset: str, trials: int | None, timeout: float | None, budget: str, objective: str | None,
            sampler: str | None, pruner: str | None, top_k: int | None, storage: str | None, study_name: str | None,
-           device: str, seed: int, alias: str) -> None:
+           device: str, seed: int, alias: str, settings: tuple[str, ...]) -> None:
     """Create (or resume) a study of SPACE, run it, register the best trial and show the leaderboard."""
     from genas.data import load_dataset
     from genas.evaluators import preflight
     from genas.search.objective import resolve_device
-    from genas.search.study import StudySpec, create_or_resume, default_study_name, open_storage, validate_spec
+    from genas.search.study import (StudySpec, create_or_resume, default_study_name, image_objectives, open_storage,
+                                    validate_spec)
     from genas.spaces.base import get_space
 
     space_obj = get_space(space)
-    spec = StudySpec(space=space, dataset=dataset, budget=budget,
-                     objectives=tuple(o.strip() for o in objective.split(",") if o.strip()),
+    objectives = (tuple(o.strip() for o in objective.split(",") if o.strip()) if objective is not None
+                  else space_obj.default_objectives)
+    spec = StudySpec(space=space, dataset=dataset, budget=budget, objectives=objectives,
                      sampler=sampler or space_obj.default_sampler, pruner=pruner or space_obj.default_pruner,
-                     seed=seed, top_k=top_k)
+                     seed=seed, top_k=top_k, options=parse_settings(settings))
     validate_spec(spec)
-    load_dataset(dataset)  # a bad dataset fails here, before the study exists
-    preflight(spec.objectives)
+    # a bad dataset or option fails here, before the study exists
+    space_obj.check(load_dataset(dataset), space_obj.resolve_options(spec.options))
+    if image_objectives(spec, space_obj):
+        preflight(image_objectives(spec, space_obj))
     resolve_device(device)
     name = study_name or default_study_name(space, dataset)
     study = create_or_resume(name, spec, open_storage(storage))
@@ -70,14 +77,31 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
     _print_next_steps(study, promotion)
 
 
+def parse_settings(settings: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _print_next_steps(study, promotion) -> None:  # noqa: ANN001
     from genas.images import save_grid
     from genas.registry.model import load_generator
+    from genas.spaces.base import outputs_of
 
     uri = f"models:/{promotion.name}@{promotion.alias}"
-    grid_path = Path(f"{study.study_name}-{promotion.alias}.png").resolve()
-    save_grid(load_generator(uri).sample(64, seed=0), grid_path)
     click.echo(f"registered {promotion.name} version {promotion.version} (trial {promotion.trial}) as @{promotion.alias}")
+    generator = load_generator(uri)
+    if outputs_of(generator) == "parameters":
+        click.echo(f"generated models:   genas sample {uri} -n 8 -o models/")
+        click.echo(f'from Python:        genas.load("{uri}").sample_models(8, seed=0)')
+        click.echo("browse the trials:  genas ui")
+        return
+    grid_path = Path(f"{study.study_name}-{promotion.alias}.png").resolve()
+    save_grid(generator.sample(64, seed=0), grid_path)
     click.echo(f"sample grid: {grid_path}")
     click.echo("browse the trials:  genas ui")
     click.echo(f"study report:       genas report {study.study_name} -o report.html")

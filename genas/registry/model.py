@@ -26,7 +26,7 @@ with warnings.catch_warnings():  # MLflow's own type hints warn on import; not f
     import mlflow.pyfunc
 
 from genas.errors import GenasError, first_line
-from genas.spaces.base import Generator, Tensors, generator_from_state
+from genas.spaces.base import Generator, Tensors, generator_from_state, outputs_of
 
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "tensors.safetensors"
@@ -155,6 +155,8 @@ def _scalar(value: Any) -> Any:
 class GenasPyfuncModel(mlflow.pyfunc.PythonModel):
     """``predict({"n": 4, "seed": 0})`` → n base64 PNG strings; with ``"format": "array"`` → uint8 [n, C, H, W].
 
+    A generator of parameters (pdiff) answers float32 [n, P], one parameter vector per model.
+
     A malformed request raises MLflow's INVALID_PARAMETER_VALUE, which the model server turns
     into an HTTP 400 with the message.
     """
@@ -169,13 +171,26 @@ class GenasPyfuncModel(mlflow.pyfunc.PythonModel):
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+        parameters = outputs_of(self.generator) == "parameters"
         try:
             request = parse_request(model_input)
+            if parameters and request.format == "png" and _asked_for_format(model_input):
+                raise GenasError("this model generates parameter vectors, not images; leave 'format' out or send 'array'")
         except GenasError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
         with torch.no_grad():
-            images = self.generator.sample(request.n, seed=request.seed)
-        return encode_png(images) if request.format == "png" else images.numpy()
+            samples = self.generator.sample(request.n, seed=request.seed)
+        if parameters:  # float32 [n, P]: one parameter vector per generated model
+            return samples.float().numpy()
+        return encode_png(samples) if request.format == "png" else samples.numpy()
+
+
+def _asked_for_format(model_input: Any) -> bool:
+    if hasattr(model_input, "columns"):
+        return "format" in model_input.columns
+    if isinstance(model_input, list) and len(model_input) == 1:
+        model_input = model_input[0]
+    return isinstance(model_input, dict) and "format" in model_input
 
 
 def save_pyfunc_model(path: Path, generator: Generator) -> Path:

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from genas.errors import GenasError
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, client
+from genas.search.growth import rank_trials
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +20,14 @@ def registered_name(study_name: str) -> str:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The single best trial; for several objectives, the Pareto trial best on the first."""
+    """The single best trial; for several objectives, the Pareto trial best on the first (ties: earliest)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise GenasError(f"study {study.study_name!r} has no complete trial to register yet; "
                          "run more trials (`genas worker`) first")
     if len(study.directions) == 1:
         return study.best_trial
-    return min(study.best_trials, key=lambda t: (t.values[0], t.number))
+    return rank_trials(study.best_trials, study.directions)[0]
 
 
 @dataclass(frozen=True)

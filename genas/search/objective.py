@@ -31,7 +31,7 @@ from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, STATE_ARTIFACT,
 from genas.report.labels import short
 from genas.search.growth import ACTION_ATTR, PARENT_ATTR
 from genas.search.study import StudySpec
-from genas.spaces.base import Generator, Space, Tensors, TrialContext
+from genas.spaces.base import Generator, Space, Tensors, TrialContext, outputs_of
 
 log = logging.getLogger(__name__)
 
@@ -141,18 +141,30 @@ class Objective:
         with self._timed("train"):
             generator = self.space.train(config, ctx)
 
+        names = self.space.final_metrics(self.spec.objectives, self.dataset)
+        own = [m for m in names if m in self.space.own_metrics]
+        images = [m for m in names if m not in own]
+        grid = None
         with self._timed("eval"):
-            fake = generator.sample(budget["eval_samples"], seed=seed)
-            metrics = evaluate(fake, self.dataset, self._final_metrics(), device=self.device,
-                               n_real=budget["eval_samples"], seed=self.spec.seed)
+            metrics = self.space.score(generator, own, ctx) if own else {}
+            if images and outputs_of(generator) == "images":
+                fake = generator.sample(budget["eval_samples"], seed=seed)
+                metrics.update(evaluate(fake, self.dataset, images, device=self.device,
+                                        n_real=budget["eval_samples"], seed=self.spec.seed))
+                grid = fake[:GRID_SAMPLES]
         run.metrics(metrics, step=budget["images_per_trial"])
-        run.image(fake[:GRID_SAMPLES], "samples", budget["images_per_trial"])
+        if grid is not None:
+            run.image(grid, "samples", budget["images_per_trial"])
+        missing = [o for o in self.spec.objectives if o not in metrics]
+        if missing:
+            raise GenasError(f"space {self.space.name} did not compute {', '.join(missing)}; "
+                             f"choose objectives it scores ({', '.join(self.space.default_objectives)} by default)")
         values = [metrics[o] for o in self.spec.objectives]
         if not all(math.isfinite(v) for v in values):
             raise GenasError(f"objective is not finite ({dict(zip(self.spec.objectives, values))})")
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        self._log_model(run, generator, fake[:GRID_SAMPLES], config)
+        self._log_model(run, generator, grid, config)
         return values
 
     def _time_split(self, total: float) -> dict[str, float]:
@@ -168,9 +180,6 @@ class Objective:
         framework = max(total - training - evaluation, 0.0)
         return {"trial_seconds": total, "seconds_training": training, "seconds_evaluation": evaluation,
                 "seconds_framework": framework, "framework_share": framework / total if total > 0 else 0.0}
-
-    def _final_metrics(self) -> list[str]:
-        return list(dict.fromkeys(["swd", *self.spec.objectives]))
 
     def _context(self, trial: optuna.Trial, run: RunLogger, seed: int) -> TrialContext:
         budget = self.budget
@@ -193,6 +202,8 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned at {step} images ({pruning_key}={metrics[pruning_key]:.3f})")
 
         def quick_eval(generator: Generator) -> dict[str, float]:
+            if not self.space.scores_images or outputs_of(generator) != "images":
+                return {}
             n = budget["quick_eval_samples"]
             with self._timed("quick_eval"):
                 fake = generator.sample(n, seed=seed)
@@ -214,7 +225,7 @@ class Objective:
             run.tags({f"genas.{key}": value})
 
         return TrialContext(dataset=self.dataset, budget=self.spec.budget, device=self.device, seed=seed,
-                            trial=trial, reporter=report, quick_evaluator=quick_eval,
+                            trial=trial, options=self.space.resolve_options(self.spec.options), reporter=report, quick_evaluator=quick_eval,
                             parent_loader=parent_state, state_saver=save_state, attr_setter=set_attr,
                             progress=self.progress.images)
 
@@ -229,9 +240,10 @@ class Objective:
             folder = RunLogger(run_id).download(STATE_ARTIFACT, Path(tmp))
             return read_state(folder)
 
-    def _log_model(self, run: RunLogger, generator: Generator, grid: torch.Tensor, config: dict) -> None:
+    def _log_model(self, run: RunLogger, generator: Generator, grid: torch.Tensor | None, config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            run.artifact(save_grid(grid, Path(tmp) / "samples.png"))
+            if grid is not None:
+                run.artifact(save_grid(grid, Path(tmp) / "samples.png"))
             config_file = Path(tmp) / "config.json"
             config_file.write_text(json.dumps({"space": self.space.name, "config": config,
                                                "generator": generator.state()[0]}, indent=2, default=str))

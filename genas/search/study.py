@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.storages import BaseStorage
@@ -34,17 +34,19 @@ class StudySpec:
     pruner: str
     seed: int
     top_k: int | None = None
+    options: dict = field(default_factory=dict)  # the space's options as the user set them (--set)
 
     def to_attrs(self) -> dict:
         return {"space": self.space, "dataset": self.dataset, "budget": self.budget,
                 "objectives": list(self.objectives), "sampler": self.sampler, "pruner": self.pruner,
-                "seed": self.seed, "top_k": self.top_k}
+                "seed": self.seed, "top_k": self.top_k, "options": dict(self.options)}
 
     @classmethod
     def from_attrs(cls, attrs: dict, study_name: str) -> "StudySpec":
         try:
             return cls(attrs["space"], attrs["dataset"], attrs["budget"], tuple(attrs["objectives"]),
-                       attrs["sampler"], attrs["pruner"], attrs["seed"], attrs.get("top_k"))
+                       attrs["sampler"], attrs["pruner"], attrs["seed"], attrs.get("top_k"),
+                       dict(attrs.get("options") or {}))
         except KeyError as exc:
             raise GenasError(f"study {study_name!r} was not created by genas (no {exc.args[0]!r}); "
                              "start it with `genas search`") from exc
@@ -140,9 +142,20 @@ def validate_spec(spec: StudySpec) -> Space:
 
     space = get_space(spec.space)
     space.budget(spec.budget)
+    space.resolve_options(spec.options)
     if not spec.objectives:
         raise GenasError("no objective given; pass e.g. --objective swd or --objective swd,fid_digitnet")
-    check_metrics(spec.objectives)
+    image_metrics = image_objectives(spec, space)
+    if image_metrics and not space.scores_images:
+        raise GenasError(f"space {space.name} is scored on {', '.join(space.own_metrics)}, not "
+                         f"{', '.join(image_metrics)}; pass e.g. --objective {space.default_objectives[0]} "
+                         "(comma-separated for several)")
+    try:
+        check_metrics(image_metrics or ["swd"])
+    except GenasError as exc:
+        if not space.own_metrics:
+            raise
+        raise GenasError(f"{exc}; space {space.name} also scores {', '.join(space.own_metrics)}") from None
     if spec.sampler not in SAMPLERS:
         raise GenasError(f"unknown sampler {spec.sampler!r}; use one of {', '.join(SAMPLERS)}")
     if spec.pruner not in PRUNERS:
@@ -155,17 +168,30 @@ def validate_spec(spec: StudySpec) -> Space:
     return space
 
 
+def image_objectives(spec: StudySpec, space: Space) -> list[str]:
+    """The objectives the image evaluators compute (the rest are the space's own)."""
+    return [o for o in spec.objectives if o not in space.own_metrics]
+
+
+def directions(spec: StudySpec) -> list[str]:
+    space = get_space(spec.space)
+    return [space.direction(o) for o in spec.objectives]
+
+
 def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna.Study:
     """Create the study, or resume it when the stored spec agrees on space and objectives."""
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
         study = optuna.load_study(study_name=name, storage=storage)
         stored = StudySpec.from_attrs(study.user_attrs, name)
+        if stored.options != spec.options and spec.options:
+            raise GenasError(f"study {name!r} was created with options {stored.options or 'none'}, not {spec.options}; "
+                             "leave --set out to resume it, or pass another --study-name")
         if (stored.space, stored.objectives) != (spec.space, spec.objectives):
             raise GenasError(f"study {name!r} searches {stored.space} on {','.join(stored.objectives)}, "
                              f"not {spec.space} on {','.join(spec.objectives)}; pass another --study-name")
         return study
     study = optuna.create_study(study_name=name, storage=storage,
-                                directions=["minimize"] * len(spec.objectives))
+                                directions=directions(spec))
     study.set_metric_names(list(spec.objectives))
     for key, value in spec.to_attrs().items():
         study.set_user_attr(key, value)

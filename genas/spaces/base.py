@@ -23,7 +23,12 @@ Tensors = dict[str, torch.Tensor]
 
 @runtime_checkable
 class Generator(Protocol):
-    """What every trained family hands back."""
+    """What every trained family hands back.
+
+    Image generators (the default) sample uint8 images. A generator with the class attribute
+    ``outputs = "parameters"`` (pdiff) samples float parameter vectors [n, P] instead and also
+    offers ``sample_models(n, seed) -> list[torch.nn.Module]``: ready models with those parameters.
+    """
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
         """``n`` images as uint8 [n, C, H, W] on the CPU; the same seed gives the same images."""
@@ -49,6 +54,7 @@ class TrialContext:
     device: torch.device
     seed: int
     trial: optuna.Trial | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the space's options, resolved (defaults filled in)
     reporter: Callable[[int, dict[str, float]], None] | None = None
     quick_evaluator: Callable[["Generator"], dict[str, float]] | None = None
     parent_loader: Callable[[], tuple[dict, Tensors] | None] | None = None
@@ -88,8 +94,19 @@ class TrialContext:
             self.progress(done, total)
 
 
+def outputs_of(generator: object) -> str:
+    """``"images"`` or ``"parameters"``: what a generator's ``sample`` returns."""
+    return getattr(generator, "outputs", "images")
+
+
 class Space(ABC):
-    """A family of generators: suggest a config for a trial, train it, hand back a Generator."""
+    """A family of generators: suggest a config for a trial, train it, hand back a Generator.
+
+    Metrics: the image evaluators (``swd``, ``fid`` …) score any image generator. A space may
+    also score trials itself: it names those metrics in ``own_metrics`` with their direction
+    and computes them in :meth:`score`; a single-objective study on one of them is pruned on
+    ``<metric>_quick``, which the space then reports itself.
+    """
 
     name: ClassVar[str]
     generator_cls: ClassVar[type]
@@ -97,8 +114,14 @@ class Space(ABC):
     default_pruner: ClassVar[str] = "median"
     #: sampler names this space works with; None means any
     samplers: ClassVar[tuple[str, ...] | None] = None
-    #: objectives this space can be scored on (evaluator names; fid_<extractor> too)
-    objectives: ClassVar[tuple[str, ...]] = ("swd", "fid", "kid")
+    #: the metrics this space computes itself (name -> "minimize" or "maximize")
+    own_metrics: ClassVar[dict[str, str]] = {}
+    #: the objectives of a study that names none
+    default_objectives: ClassVar[tuple[str, ...]] = ("swd",)
+    #: whether the image evaluators apply (False for a space whose generator samples parameters)
+    scores_images: ClassVar[bool] = True
+    #: study-level settings the search does not tune (name -> default), set with ``--set KEY=VALUE``
+    options: ClassVar[dict[str, Any]] = {}
     #: per budget: plain dict of sizes (images to train, batch, eval samples …)
     budgets: ClassVar[dict[str, dict]] = {}
 
@@ -114,6 +137,31 @@ class Space(ABC):
     @abstractmethod
     def train(self, config: dict, ctx: TrialContext) -> Generator:
         """Build and train the candidate; call ``ctx.report`` as it goes."""
+
+    def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The space's ``options`` with the user's values (``--set KEY=VALUE``), typed like the defaults."""
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            known = ", ".join(f"{k}={v}" for k, v in self.options.items()) or "none"
+            raise GenasError(f"space {self.name} has no option {', '.join(unknown)}; its options (defaults): {known}")
+        resolved = dict(self.options)
+        for key, value in given.items():
+            resolved[key] = _typed(key, value, self.options[key])
+        return resolved
+
+    def check(self, dataset: Dataset, options: dict[str, Any]) -> None:
+        """Raise GenasError when this space cannot train on ``dataset`` with ``options`` (before a study starts)."""
+
+    def final_metrics(self, objectives: tuple[str, ...], dataset: Dataset) -> list[str]:
+        """Every metric a finished trial logs: its objectives and what is always worth seeing."""
+        return list(dict.fromkeys((["swd"] if self.scores_images else []) + list(objectives)))
+
+    def score(self, generator: Generator, names: list[str], ctx: TrialContext) -> dict[str, float]:
+        """The metrics of ``names`` (all in ``own_metrics``) for a trained generator."""
+        raise GenasError(f"space {self.name} computes no metrics of its own; asked for {', '.join(names)}")
+
+    def direction(self, metric: str) -> str:
+        return self.own_metrics.get(metric, "minimize")
 
 
 class GrowableSpace(Space):
@@ -139,6 +187,20 @@ class GrowableSpace(Space):
         return ",".join(f"{k}={v}" for k, v in action.items())
 
 
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """``value`` (a CLI string, or already typed) as the type of ``default``."""
+    if default is None or not isinstance(value, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return type(default)(value)
+    except ValueError:
+        raise GenasError(f"option {key}={value!r} is not a {type(default).__name__}; e.g. {key}={default}") from None
+
+
 _SPACES: dict[str, type[Space]] = {}
 
 
@@ -149,7 +211,8 @@ def register_space(cls: type[Space]) -> type[Space]:
 
 def _import_builtin_spaces() -> None:
     # Importing a family's package runs its @register_space line.
-    from genas.spaces import dggan, progan  # noqa: F401
+    from genas.spaces import dggan  # noqa: F401
+    from genas.spaces import progan  # noqa: F401
 
 
 def list_spaces() -> list[str]:
