@@ -50,7 +50,8 @@ def build_report(study: optuna.Study, spec: StudySpec, best_samples: int = BEST_
     if lineage is not None:
         parts.figures["lineage"] = lineage
     parts.figures.update(optuna_plots(study, spec))
-    parts.samples = sample_grids(ranked[:best_samples])
+    if get_space(spec.space).scores_images:  # a family that generates classifiers has no grids
+        parts.samples = sample_grids(ranked[:best_samples])
     return parts
 
 
