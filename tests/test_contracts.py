@@ -57,16 +57,18 @@ class ToyParameterSpace(base.Space):
             raise GenasError(f"space toyparams needs labels; {dataset.name} has none")
 
     def suggest(self, trial, ctx):
-        return {"x": trial.suggest_float("x", 0.0, 1.0)}
+        return {"x": trial.suggest_float("x", 0.0, 1.0), "use_boost": trial.suggest_categorical("use_boost", (False, True))}
 
     def train(self, config, ctx):
         assert ctx.quick_eval(None) == {}  # no images: no quick SWD
         ctx.report(10, {"acc_quick": self._acc(config["x"])})
-        return ToyParameters(ctx.options["width"], torch.full((ctx.options["width"],), float(config["x"])))
+        center = torch.full((ctx.options["width"],), float(config["x"]))
+        return ToyParameters(ctx.options["width"], center + (10.0 if config["use_boost"] else 0.0))
 
     def score(self, generator, names, ctx):
-        x = float(generator.center[0])
-        return {"acc": self._acc(x), "spread": abs(x - 0.5), "extra_logged": 1.0}
+        boost = float(generator.center[0]) > 5
+        x = float(generator.center[0]) - (10.0 if boost else 0.0)
+        return {"acc": self._acc(x) + boost, "spread": abs(x - 0.5), "extra_logged": 1.0}
 
     @staticmethod
     def _acc(x: float) -> float:
@@ -90,23 +92,36 @@ def test_options_are_typed_and_checked(toy_space):
 
 def test_own_metric_study_maximises_registers_and_samples_parameters(toy_space, genas_home, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["search", "toyparams", "--budget", "tiny", "--dataset", "digits",
-                                 "--set", "width=3", "--study-name", "toy"])
+    result = runner.invoke(cli, ["search", "toyparams", "--budget", "tiny", "--dataset", "digits", "--trials", "4",
+                                 "--set", "width=3", "--study-name", "toy", "--seed", "3"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     study = optuna.load_study(study_name="toy", storage=f"sqlite:///{genas_home / 'optuna.db'}")
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert study.user_attrs["options"] == {"width": "3"}
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 3 and all("extra_logged" in t.user_attrs and "swd" not in t.user_attrs for t in complete)
+    assert len(complete) == 4 and all("extra_logged" in t.user_attrs and "swd" not in t.user_attrs for t in complete)
     best = max(complete, key=lambda t: t.value)
     assert f"(trial {best.number})" in result.output and "genas sample models:/genas-toy@champion" in result.output
+    boosted = {t.params["use_boost"] for t in complete}
+    assert boosted == {False, True}, "seed 3 draws the switch both ways; pick another seed if Optuna changed"
+
+    # the switch is an ablation: study show and the parent run say what the module is worth (+1 accuracy)
+    shown = runner.invoke(cli, ["study", "show", "toy"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "maximise acc" in shown.output and "width=3" in shown.output
+    row = next(line.split("│") for line in shown.output.splitlines() if line.split("│")[1:2] == [" use_boost "])
+    assert float(row[-2]) > 0.5  # gain
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowClient(f"sqlite:///{genas_home / 'mlflow.db'}").get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.metrics["module_gain_use_boost"] > 0.5
 
     out = tmp_path / "generated"
     result = runner.invoke(cli, ["sample", "models:/genas-toy@champion", "-n", "2", "-o", str(out), "--seed", "1"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     weights = [load_file(str(out / f"model-{i:03d}.safetensors"))["weight"] for i in range(2)]
     assert all(w.shape == (1, 3) for w in weights)
-    assert torch.allclose(weights[0], torch.full((1, 3), best.params["x"]), atol=0.05)
+    expected = best.params["x"] + (10.0 if best.params["use_boost"] else 0.0)
+    assert torch.allclose(weights[0], torch.full((1, 3), expected), atol=0.05)
 
     import mlflow.pyfunc
 

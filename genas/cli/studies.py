@@ -191,10 +191,13 @@ def study_show(study_name: str, storage: str | None) -> None:
     from rich.table import Table
 
     from genas.registry.promote import best_trial
+    from genas.report.ablation import fmt, switch_effects
     from genas.search.study import load_study, open_storage
 
     st, spec = load_study(study_name, open_storage(storage))
-    table = Table(title=f"{study_name}: {spec.space} on {spec.dataset} ({spec.budget}), minimise {','.join(spec.objectives)}")
+    goals = ", ".join(f"{d.name.lower()[:3]}imise {o}" for o, d in zip(spec.objectives, st.directions))
+    options = f", {' '.join(f'{k}={v}' for k, v in spec.options.items())}" if spec.options else ""
+    table = Table(title=f"{study_name}: {spec.space} on {spec.dataset} ({spec.budget}{options}), {goals}")
     for col in ("trial", "state", *spec.objectives, "parent", "action / params", "duration", "note"):
         table.add_column(col)
     for t in st.get_trials(deepcopy=False):
@@ -204,6 +207,16 @@ def study_show(study_name: str, storage: str | None) -> None:
         table.add_row(str(t.number), t.state.name, *values, parent_label(t), detail(t), duration, note)
     out = console()
     out.print(table)
+    effects = switch_effects(st.get_trials(deepcopy=False), st.directions[0])
+    if effects:
+        ablation = Table(title=f"modules on / off (complete trials, {spec.objectives[0]}; gain > 0: the module helped)")
+        ablation.add_column("module", no_wrap=True)
+        for col in ("on n", "on mean", "on best", "off n", "off mean", "off best", "gain"):
+            ablation.add_column(col, justify="right")
+        for e in effects:
+            ablation.add_row(e.param, str(e.on_count), fmt(e.on_mean), fmt(e.on_best), str(e.off_count),
+                             fmt(e.off_mean), fmt(e.off_best), fmt(e.gain))
+        out.print(ablation)
     try:
         best = best_trial(st)
         out.print(f"best: trial {best.number} {dict(zip(spec.objectives, best.values))} "

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from genas.errors import GenasError
+from genas.report.ablation import SwitchEffect, switch_effects
 from genas.report.lineage import draw_lineage
 from genas.report.page import write_html
 from genas.search.study import StudySpec
@@ -36,6 +37,8 @@ class ReportParts:
     champion: int | None
     figures: dict[str, bytes] = field(default_factory=dict)  # file stem → PNG bytes
     samples: dict[int, bytes] = field(default_factory=dict)  # trial number → samples.png bytes
+    switches: list[SwitchEffect] = field(default_factory=list)  # modules on / off
+    directions: list[str] = field(default_factory=list)  # "minimize" / "maximize" per objective
 
 
 def build_report(study: optuna.Study, spec: StudySpec, best_samples: int = BEST_SAMPLES) -> ReportParts:
@@ -45,7 +48,9 @@ def build_report(study: optuna.Study, spec: StudySpec, best_samples: int = BEST_
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     ranked = rank_trials(complete, study.directions) if complete else []
     champion = ranked[0].number if ranked else None
-    parts = ReportParts(study.study_name, spec, trials, ranked, champion)
+    parts = ReportParts(study.study_name, spec, trials, ranked, champion,
+                        switches=switch_effects(trials, study.directions[0]),
+                        directions=[d.name.lower() for d in study.directions])
     lineage = draw_lineage(trials, get_space(spec.space), spec.objectives[0], champion)
     if lineage is not None:
         parts.figures["lineage"] = lineage
@@ -132,6 +137,9 @@ def log_study_report(study: optuna.Study, spec: StudySpec, parts: ReportParts | 
         if parts.ranked:
             run.metrics({f"best_{o}": v for o, v in zip(spec.objectives, parts.ranked[0].values)},
                         step=len(parts.trials))
+        gains = {f"module_gain_{e.param}": e.gain for e in parts.switches if e.gain is not None}
+        if gains:  # what each switchable module was worth, on the parent run in the MLflow UI
+            run.metrics(gains, step=len(parts.trials))
         run.finish("FINISHED")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from genas.report.ablation import fmt
 from genas.report.labels import detail, parent_label
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def render(parts: "ReportParts", limit: int = 50) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>genas report: {esc(parts.study)}</title><style>{STYLE}</style></head><body>
 <h1>genas study <code>{esc(parts.study)}</code></h1>
-<p>{esc(spec.space)} on {esc(spec.dataset)}, budget {esc(spec.budget)}, minimise {esc(', '.join(spec.objectives))};
+<p>{esc(spec.space)} on {esc(spec.dataset)}, budget {esc(spec.budget)}, {esc(_goals(parts))};
 sampler {esc(spec.sampler)}, pruner {esc(spec.pruner)}. Trials: {esc(counts or 'none')}.
 Champion: {f'trial {parts.champion}' if parts.champion is not None else 'none yet'}.
 Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
@@ -58,10 +59,28 @@ Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
 <table><tr><th>rank</th><th>trial</th>{head}<th>parent</th><th>action / params</th><th>duration</th>
 <th>MLflow run</th></tr>{''.join(rows)}</table>
 <h2>Best sample grids</h2><div class="grids">{grids or '<p>none yet</p>'}</div>
+{_switch_table(parts)}
 {figures}
 {f'<h2>Failed trials</h2><ul>{failures}</ul>' if failures else ''}
 </body></html>
 """
+
+
+def _goals(parts: "ReportParts") -> str:
+    directions = parts.directions or ["minimize"] * len(parts.spec.objectives)
+    return ", ".join(f"{d[:3]}imise {o}" for o, d in zip(parts.spec.objectives, directions))
+
+
+def _switch_table(parts: "ReportParts") -> str:
+    if not parts.switches:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(e.param)}</td><td class=num>{e.on_count}</td><td class=num>{fmt(e.on_mean)}</td>"
+                   f"<td class=num>{fmt(e.on_best)}</td><td class=num>{e.off_count}</td><td class=num>{fmt(e.off_mean)}</td>"
+                   f"<td class=num>{fmt(e.off_best)}</td><td class=num>{fmt(e.gain)}</td></tr>" for e in parts.switches)
+    return (f"<h2>Modules on / off</h2><p>Complete trials, {html.escape(parts.spec.objectives[0])}; "
+            "gain &gt; 0: the module helped.</p><table><tr><th>module</th><th>on: n</th><th>on: mean</th>"
+            "<th>on: best</th><th>off: n</th><th>off: mean</th><th>off: best</th><th>gain</th></tr>"
+            f"{rows}</table>")
 
 
 def _state_counts(parts: "ReportParts") -> dict[str, int]:
