@@ -147,10 +147,11 @@ class Objective:
         grid = None
         with self._timed("eval"):
             metrics = self.space.score(generator, own, ctx) if own else {}
-            if images and outputs_of(generator) == "images":
-                fake = generator.sample(budget["eval_samples"], seed=seed)
-                metrics.update(evaluate(fake, self.dataset, images, device=self.device,
-                                        n_real=budget["eval_samples"], seed=self.spec.seed))
+            if outputs_of(generator) == "images":  # scored on images, or not: people look at a grid
+                fake = generator.sample(budget["eval_samples"] if images else GRID_SAMPLES, seed=seed)
+                if images:
+                    metrics.update(evaluate(fake, self.dataset, images, device=self.device,
+                                            n_real=budget["eval_samples"], seed=self.spec.seed))
                 grid = fake[:GRID_SAMPLES]
         run.metrics(metrics, step=budget["images_per_trial"])
         if grid is not None:

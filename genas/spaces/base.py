@@ -213,6 +213,7 @@ def _import_builtin_spaces() -> None:
     # Importing a family's package runs its @register_space line.
     from genas.spaces import dggan  # noqa: F401
     from genas.spaces import progan  # noqa: F401
+    from genas.spaces import snn  # noqa: F401
 
 
 def list_spaces() -> list[str]:
