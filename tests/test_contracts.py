@@ -52,7 +52,7 @@ class ToyParameterSpace(base.Space):
     budgets = {b: {"images_per_trial": 10, "batch_size": 1, "eval_samples": 4, "quick_eval_samples": 4,
                    "reports": 1, "trials": 3} for b in base.BUDGETS}
 
-    def check(self, dataset, options):
+    def check(self, dataset, options, *, budget=None, objectives=()):
         if options["labels"] and dataset.labels is None:
             raise GenasError(f"space toyparams needs labels; {dataset.name} has none")
 

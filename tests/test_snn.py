@@ -185,6 +185,8 @@ def test_options_and_checks_fail_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(GenasError, match="1- or 3-channel"):
         space.check(Dataset("x", "x", torch.zeros(2, 2, 8, 8)), space.resolve_options({}))
+    with pytest.raises(GenasError, match="needs real MobileNetV2 weights: pass --set perceptual_weights=PATH"):
+        space.check(load_dataset("digits"), space.resolve_options({}), budget="tiny", objectives=("perceptual_mnv2",))
 
 
 def test_non_finite_fitness_stops_the_trial():

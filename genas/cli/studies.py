@@ -52,7 +52,8 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
                      seed=seed, top_k=top_k, options=parse_settings(settings))
     validate_spec(spec)
     # a bad dataset or option fails here, before the study exists
-    space_obj.check(load_dataset(dataset), space_obj.resolve_options(spec.options))
+    space_obj.check(load_dataset(dataset), space_obj.resolve_options(spec.options), budget=budget,
+                    objectives=spec.objectives)
     if image_objectives(spec, space_obj):
         preflight(image_objectives(spec, space_obj))
     resolve_device(device)

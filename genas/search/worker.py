@@ -51,7 +51,7 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
     """
     space = get_space(spec.space)
     dataset = load_dataset(spec.dataset)
-    space.check(dataset, space.resolve_options(spec.options))
+    space.check(dataset, space.resolve_options(spec.options), budget=spec.budget, objectives=spec.objectives)
     study = attach_search(study, spec, space, dataset.resolution)
     experiment_id, parent_run = study_parent_run(study, spec)
     progress = progress or Progress()

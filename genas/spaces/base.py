@@ -149,8 +149,12 @@ class Space(ABC):
             resolved[key] = _typed(key, value, self.options[key])
         return resolved
 
-    def check(self, dataset: Dataset, options: dict[str, Any]) -> None:
-        """Raise GenasError when this space cannot train on ``dataset`` with ``options`` (before a study starts)."""
+    def check(self, dataset: Dataset, options: dict[str, Any], *, budget: str | None = None,
+              objectives: tuple[str, ...] = ()) -> None:
+        """Raise GenasError when a study of this space cannot run (called before the study starts).
+
+        ``options`` are resolved; ``budget`` and ``objectives`` are the study's (None / empty when unknown).
+        """
 
     def final_metrics(self, objectives: tuple[str, ...], dataset: Dataset) -> list[str]:
         """Every metric a finished trial logs: its objectives and what is always worth seeing."""
@@ -212,6 +216,7 @@ def register_space(cls: type[Space]) -> type[Space]:
 def _import_builtin_spaces() -> None:
     # Importing a family's package runs its @register_space line.
     from genas.spaces import dggan  # noqa: F401
+    from genas.spaces import pdiff  # noqa: F401
     from genas.spaces import progan  # noqa: F401
     from genas.spaces import snn  # noqa: F401
 

@@ -88,7 +88,11 @@ class SNNSpace(Space):
     options = {OPTION: ""}  # a local mobilenetv2_100 state dict; empty: the fixed random-weight network
     budgets = BUDGETS
 
-    def check(self, dataset: Dataset, options: dict) -> None:
+    def check(self, dataset: Dataset, options: dict, *, budget: str | None = None,
+              objectives: tuple[str, ...] = ()) -> None:
+        if WEIGHTS_METRIC in objectives and not options.get(OPTION):
+            raise GenasError(f"objective {WEIGHTS_METRIC} needs real MobileNetV2 weights: pass --set {OPTION}=PATH, "
+                             f"or use --objective {RANDOM_METRIC} (the fixed random-weight network)")
         if dataset.channels not in (1, 3):
             raise GenasError(f"snn needs 1- or 3-channel images, dataset {dataset.name} has {dataset.channels}")
         if options.get(OPTION):  # unreadable file or another architecture: fail before the study starts
