@@ -216,6 +216,7 @@ def register_space(cls: type[Space]) -> type[Space]:
 def _import_builtin_spaces() -> None:
     # Importing a family's package runs its @register_space line.
     from genas.spaces import dggan  # noqa: F401
+    from genas.spaces import mspgsen  # noqa: F401
     from genas.spaces import pdiff  # noqa: F401
     from genas.spaces import progan  # noqa: F401
     from genas.spaces import snn  # noqa: F401

@@ -1,0 +1,287 @@
+"""mspgsen: each module on its own (shapes, where gradients flow and where they must not), the DQN
+balancer on a toy problem, APFL's decisions on synthetic histories, and a tiny trial."""
+from __future__ import annotations
+
+import math
+import random
+
+import optuna
+import pytest
+import torch
+
+from genas.data import Dataset
+from genas.errors import GenasError
+from genas.spaces import TrialContext, generator_from_state, get_space
+from genas.spaces.mspgsen import balancer as balancer_mod
+from genas.spaces.mspgsen import train as train_mod
+from genas.spaces.mspgsen.balancer import DQNBalancer
+from genas.spaces.mspgsen.blocks import DEMA, GCTDRN, GlobalEnhance, PlainBlock, contrastive_loss, info_nce
+from genas.spaces.mspgsen.feedback import APFL, batch_swd
+from genas.spaces.mspgsen.generator import MSPGSENGenerator
+from genas.spaces.mspgsen.networks import AuxD, DNet, GNet, set_level
+from genas.spaces.mspgsen.space import MODULES, build_arch
+from genas.spaces.mspgsen.train import Hyper, Trainer
+
+ALL_ON = {"lr_g": 1e-3, "lr_d": 1e-3, "width": 8, "latent": 16, "n_critic": 1, "r1_gamma": 1.0, "dropout": 0.1,
+          **{m: True for m in MODULES}, "kernels": "3-5-7", "heads": 3, "contrastive": True,
+          "contrastive_weight": 0.1, "tau": 0.1, "lambda_aux": 0.1, "lambda_fm": 1.0, "apfl_gamma": 0.7,
+          "apfl_patience": 2, "eps_start": 1.0, "eps_decay_frac": 0.5, "reward_mix": 0.5}
+ALL_OFF = {**{k: ALL_ON[k] for k in ("lr_g", "lr_d", "width", "latent", "n_critic", "r1_gamma", "dropout")},
+           **{m: False for m in MODULES}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
+
+
+def ctx_for(data: Dataset, **kw) -> TrialContext:
+    return TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0, **kw)
+
+
+def random_data(res: int = 16, n: int = 64) -> Dataset:
+    return Dataset("random", f"random{res}", torch.rand(n, 1, res, res) * 2 - 1)
+
+
+def tiny_trainer(config: dict, res: int = 16) -> Trainer:
+    arch = build_arch(config, res, 1)
+    hp = Hyper(lr_g=1e-3, lr_d=1e-3, n_critic=1, r1_gamma=1.0, dropout=0.1, batch_size=8, ema_half_life=100,
+               interval=2, afe=config["afe"], feature_matching=config["feature_matching"], apfl=config["apfl"],
+               balance=config["balance"], progressive=config["progressive"])
+    return Trainer(arch, hp, ctx_for(random_data(res)), total_images=64)
+
+
+# ------------------------------------------------------------------ blocks
+def test_block_and_network_shapes():
+    x = torch.randn(4, 8, 8, 8)
+    assert DEMA(8, 12, heads=3, contrastive=False)(x).shape == (4, 12, 8, 8)
+    assert GCTDRN(8, 12, (3, 5, 7), DEMA(8, 12, 2, False))(x).shape == (4, 12, 8, 8)
+    assert PlainBlock(8, 12, DEMA(12, 12, 2, False))(x).shape == (4, 12, 8, 8)
+    assert GlobalEnhance(8)(x).shape == x.shape
+    arch = build_arch(ALL_ON, 16, 3)
+    G, D, aux = GNet(arch), DNet(arch, 0.1), AuxD(arch)
+    z = torch.randn(4, 16)
+    for level, res in enumerate((4, 8, 16)):
+        set_level(level, 0.5 if level else 1.0, G, D)
+        img, feats = G(z, features=True)
+        assert img.shape == (4, 3, res, res)
+        assert feats.shape[-1] == 4 * 2 ** max(level - 1, 0)  # the intermediate level, below the top
+        score, d_feats = D(img, features=True)
+        assert score.shape == (4,) and len(d_feats) == level + 1
+        assert aux(feats, G.feature_level).shape == (4,)
+
+
+def test_dema_alpha_beta_are_computed_from_the_input():
+    dema = DEMA(8, 8, heads=2, contrastive=False)
+    torch.nn.init.normal_(dema.mix[-1].weight, std=1.0)
+    x1, x2 = torch.randn(2, 8, 8, 8), torch.randn(2, 8, 8, 8) * 3 + 1
+    a1, b1 = dema.weights(x1)
+    a2, b2 = dema.weights(x2)
+    assert a1.shape == (2, 8, 1, 1) and b1.shape == (2, 8, 1, 1)
+    assert not torch.allclose(a1, a2) and not torch.allclose(b1, b2)
+    assert bool(((a1 > 0) & (a1 < 2)).all())
+    x = x1.clone().requires_grad_(True)
+    alpha, beta = dema.weights(x)
+    (grad,) = torch.autograd.grad((alpha.sum() + beta.sum()), x)
+    assert grad.abs().sum() > 0  # alpha and beta respond to the features
+    dema(x1).square().mean().backward()  # and the output trains the MLP that makes them, the task token too
+    assert dema.mix[0].weight.grad.abs().sum() > 0 and dema.task.grad.abs().sum() > 0
+    assert all(h.depthwise.weight.grad.abs().sum() > 0 for h in dema.heads)  # every head of the focus flow
+    assert dema.context_score.weight.grad.abs().sum() > 0  # the implicit global embedding
+
+
+def test_contrastive_pair_only_when_on_and_training_with_gradients():
+    x = torch.randn(6, 8, 4, 4)
+    off = DEMA(8, 8, 2, contrastive=False)
+    off(x)
+    assert off.pair is None and not hasattr(off, "project_focus")
+    on = DEMA(8, 8, 2, contrastive=True)
+    with torch.no_grad():
+        on(x)
+    assert on.pair is None  # D steps run G without gradients: nothing to contrast
+    on.eval()(x)
+    assert on.pair is None
+    on.train()(x)
+    loss = contrastive_loss(on, tau=0.1)
+    assert on.pair is None and loss is not None and math.isfinite(float(loss))
+    loss.backward()
+    assert on.project_focus.weight.grad.abs().sum() > 0 and on.project_expand.weight.grad.abs().sum() > 0
+    assert on.fuse.weight.grad.abs().sum() > 0 and on.value.weight.grad.abs().sum() > 0  # both flows
+    # eq. 7 scores matched focus/expansion pairs better than mismatched ones
+    f = torch.randn(8, 16)
+    assert info_nce(f, f + 0.01 * torch.randn(8, 16), 0.1) < info_nce(f, f.roll(1, 0), 0.1)
+
+
+def test_gctdrn_gradients_reach_every_branch_the_attention_and_the_fusion():
+    block = GCTDRN(8, 8, (3, 5, 7), DEMA(8, 8, 2, False))
+    block(torch.randn(4, 8, 8, 8)).sum().backward()
+    grads = [b.weight.grad for b in block.branches] + [block.select[0].weight.grad, block.a.grad, block.b.grad,
+                                                        block.attention.fuse.weight.grad]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert isinstance(block.shortcut, torch.nn.Identity)
+
+
+# ------------------------------------------------------------------ AFE / G and D steps
+def test_afe_loss_reaches_g_intermediate_features_and_the_aux_step_leaves_g_alone():
+    trainer = tiny_trainer({**ALL_OFF, "afe": True})
+    G, aux = trainer.G, trainer.aux
+    set_level(2, 1.0, G, trainer.D)
+    _, feats = G(trainer.z(), features=True)
+    torch.nn.functional.softplus(-aux(feats, G.feature_level)).mean().backward()
+    assert G.blocks[G.feature_level].conv1.weight.grad.abs().sum() > 0  # eq. 20's term reaches G's features
+    assert G.blocks[0].conv1.weight.grad.abs().sum() > 0
+    assert G.to_rgb[2].weight.grad is None  # and nothing above the intermediate level
+    G.zero_grad(set_to_none=True)
+    g_before = [p.detach().clone() for p in G.parameters()]
+    aux_before = [p.detach().clone() for p in aux.parameters()]
+    trainer.aux_step()
+    assert all(torch.equal(a, p) for a, p in zip(g_before, G.parameters()))
+    assert all(p.grad is None for p in G.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(aux_before, aux.parameters()))
+
+
+def test_g_step_changes_g_only_and_d_step_changes_d_only():
+    trainer = tiny_trainer({**ALL_ON, "progressive": False})
+    G, D, aux = trainer.G, trainer.D, trainer.aux
+    snap = {n: [p.detach().clone() for p in net.parameters()] for n, net in (("G", G), ("D", D), ("aux", aux))}
+
+    def changed(name, net):
+        return any(not torch.equal(a, p) for a, p in zip(snap[name], net.parameters()))
+
+    trainer.d_step(torch.rand(8, 1, 16, 16) * 2 - 1)
+    assert changed("D", D) and not changed("G", G) and not changed("aux", aux)
+    snap = {n: [p.detach().clone() for p in net.parameters()] for n, net in (("G", G), ("D", D), ("aux", aux))}
+    trainer.g_step()
+    assert changed("G", G) and not changed("D", D) and not changed("aux", aux)
+    assert all(p.requires_grad for p in D.parameters())  # unfrozen again for the next D step
+    # the EMA's half-life ramps up over a phase: at its start the EMA follows G, later it lags
+    assert all(torch.equal(e, p) for e, p in zip(trainer.G_ema.parameters(), G.parameters()))
+    trainer.phase_seen = 10_000
+    trainer.g_step()
+    assert all(not torch.equal(e, p) for e, p in zip(trainer.G_ema.parameters(), G.parameters()) if p.grad is not None
+               and p.grad.abs().sum() > 0)
+
+
+def test_switched_off_modules_are_neither_built_nor_computed(monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("a switched-off module was computed")
+
+    monkeypatch.setattr(train_mod, "batch_swd", forbidden)
+    monkeypatch.setattr(train_mod, "contrastive_loss", forbidden)
+    monkeypatch.setattr(balancer_mod.DQNBalancer, "act", forbidden)
+    trainer = tiny_trainer(ALL_OFF)
+    kinds = {type(m) for m in trainer.G.modules()}
+    assert not kinds & {DEMA, GCTDRN, GlobalEnhance} and PlainBlock in kinds
+    assert trainer.aux is None and trainer.apfl is None and trainer.dqn is None
+    from genas.spaces.dggan.train import Progress
+    reports = []
+    trainer.train(random_data().images, 64, Progress(trainer.ctx, 64, 2), lambda s, m: reports.append(m))
+    assert len(reports) == 2 and "swd_batch" not in reports[-1] and reports[-1]["level"] == 2.0
+
+
+# ------------------------------------------------------------------ feedback modules
+def test_batch_swd_is_zero_for_the_same_batch_and_grows_with_the_shift():
+    x = torch.rand(16, 1, 32, 32)
+    assert float(batch_swd(x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert 0 < float(batch_swd(x, x + 0.1)) < float(batch_swd(x, x + 0.5))
+
+
+def test_apfl_weakens_a_too_strong_d_and_decays_rates_when_quality_stalls():
+    apfl = APFL(gamma=0.5, patience=2)
+    assert apfl.update(10.0, 0.75) == []  # improving, balanced: nothing to do
+    assert apfl.update(8.0, 0.75) == []
+    assert apfl.update(7.0, 0.97) == ["d_too_strong"]
+    assert (apfl.lr_d, apfl.lr_g, apfl.fm_scale) == (0.5, 1.0, 1.5)
+    assert apfl.update(6.0, 0.3) == ["d_too_weak"]  # D lost its edge: undo the step
+    assert (apfl.lr_d, apfl.fm_scale) == (1.0, 1.0)
+    assert apfl.update(6.0, 0.3) == []  # nothing left to undo; first stalled check
+    assert apfl.update(5.99, 0.75) == ["stalled"]  # under min_delta twice: StepLR on both, more AFE
+    assert (apfl.lr_g, apfl.lr_d, apfl.aux_scale) == (0.5, 0.5, 1.5)
+    for _ in range(40):
+        apfl.update(100.0, 0.99)
+    assert apfl.lr_d == apfl.lr_floor and apfl.lr_g == apfl.lr_floor and apfl.fm_scale == apfl.weight_cap
+    assert apfl.summary()["adjustments"]["stalled"] >= 10
+
+
+def test_dqn_balancer_learns_the_right_action_on_a_toy_problem():
+    # the right action is known: it is the index of the largest of the first three state entries
+    rng = random.Random(0)
+
+    def state():
+        return [rng.uniform(-1, 1) for _ in range(4)]
+
+    def right(s):
+        return max(range(3), key=lambda i: s[i])
+
+    agent = DQNBalancer(state_dim=4, n_actions=3, eps_start=1.0, eps_end=0.05, eps_decay=300, gamma=0.5,
+                        lr=3e-3, batch=32, seed=0)
+    s = state()
+    for _ in range(800):
+        a = agent.act(s)
+        s2 = state()
+        agent.observe(s, a, 1.0 if a == right(s) else 0.0, s2)
+        s = s2
+    tests = [state() for _ in range(200)]
+    accuracy = sum(agent.greedy(t) == right(t) for t in tests) / len(tests)
+    assert accuracy > 0.85, accuracy
+    assert agent.epsilon == pytest.approx(0.05) and agent.updates > 700
+    assert sum(agent.summary()["actions"].values()) == 800
+
+
+def test_balance_reward_mixes_quality_and_balance_gains():
+    from genas.spaces.mspgsen.balancer import balance_reward, balance_state
+    assert balance_reward(10, 9, 10, 0.5, 0.5, mix=1.0) > 0 > balance_reward(9, 10, 10, 0.5, 0.5, mix=1.0)
+    assert balance_reward(10, 10, 10, 0.8, 0.2, mix=0.0) > 0 > balance_reward(10, 10, 10, 0.2, 0.8, mix=0.0)
+    assert len(balance_state(0.6, 0.4, 1.0, 1.0, 5, 10, 6, 2)) == balancer_mod.STATE_DIM
+
+
+# ------------------------------------------------------------------ the space
+def test_suggest_asks_a_module_knobs_only_when_it_is_on():
+    space = get_space("mspgsen")
+    ctx = ctx_for(random_data())
+    study = optuna.create_study()
+    study.enqueue_trial(ALL_OFF)
+    study.enqueue_trial(ALL_ON)
+    off, on = space.suggest(study.ask(), ctx), space.suggest(study.ask(), ctx)
+    assert set(MODULES) <= set(off) and not {"lambda_aux", "heads", "kernels", "tau", "reward_mix"} & set(off)
+    assert {"lambda_aux", "lambda_fm", "heads", "kernels", "tau", "contrastive_weight", "apfl_gamma", "eps_start",
+            "reward_mix"} <= set(on)
+
+
+def test_tiny_trial_records_its_modules_and_samples_from_the_ema_g_at_the_dataset_resolution():
+    space = get_space("mspgsen")
+    study = optuna.create_study()
+    study.enqueue_trial(ALL_ON)
+    reports, attrs = [], {}
+    ctx = ctx_for(random_data(), reporter=lambda s, m: reports.append((s, m)), attr_setter=attrs.__setitem__)
+    gen = space.train(space.suggest(study.ask(), ctx), ctx)
+    assert len(reports) == space.budget("tiny")["reports"]
+    assert all(math.isfinite(v) for _, m in reports for v in m.values())
+    assert attrs["modules"] == {**{m: True for m in MODULES}, "contrastive": True}
+    assert sum(attrs["balancer"]["actions"].values()) == attrs["balancer"]["decisions"] > 0
+    assert set(attrs["apfl"]) >= {"adjustments", "lr_g", "lr_d"}
+    images = gen.sample(5, seed=3)
+    assert images.shape == (5, 1, 16, 16) and images.dtype == torch.uint8
+    assert torch.equal(gen.sample(5, seed=3), images) and not torch.equal(gen.sample(5, seed=4), images)
+    config, tensors = gen.state()
+    assert config["space"] == "mspgsen" and all(isinstance(t, torch.Tensor) for t in tensors.values())
+    again = generator_from_state(config, tensors)
+    assert isinstance(again, MSPGSENGenerator) and torch.equal(again.sample(5, seed=3), images)
+    with pytest.raises(GenasError, match="re-export"):
+        MSPGSENGenerator.from_state(config, {k: v for k, v in list(tensors.items())[1:]})
+    with pytest.raises(GenasError, match="not 'mspgsen'"):
+        MSPGSENGenerator.from_state({**config, "space": "dggan"}, tensors)
+
+
+def test_a_non_power_of_two_dataset_is_refused_with_advice():
+    space = get_space("mspgsen")
+    study = optuna.create_study()
+    study.enqueue_trial(ALL_OFF)
+    data = Dataset("odd", "odd12", torch.zeros(8, 1, 12, 12))
+    ctx = ctx_for(data)
+    with pytest.raises(GenasError, match="power-of-two"):
+        space.train(space.suggest(study.ask(), ctx), ctx)
