@@ -219,6 +219,7 @@ def _import_builtin_spaces() -> None:
     from genas.spaces import mspgsen  # noqa: F401
     from genas.spaces import pdiff  # noqa: F401
     from genas.spaces import progan  # noqa: F401
+    from genas.spaces import san  # noqa: F401
     from genas.spaces import snn  # noqa: F401
 
 

@@ -1,0 +1,212 @@
+"""SAN's generator G and its mirror, the reverser R, with one kernel per G/R pair of convs.
+
+Reading the source's "six generator modules": G is a stack of *Generator* modules, each
+``ADO -> 3 x (attention + transposed-conv residual block) -> RPA``, and R is the same stack of
+*Reverse* modules run backwards (``RPA -> 3 x (attention + conv residual block) -> ADO``). We read
+one module as one resolution step: the first module turns z (a 1x1 map of ``latent`` channels)
+into 4x4 with a 4x4 transposed conv (DCGAN's first layer), every later one doubles the resolution
+with a stride-2 4x4 transposed conv; the two other blocks of a module are 3x3, stride 1. So a
+module count follows from the image size, ``log2(resolution) - 1``: six modules make 128x128
+images, which is what we take the source's six to be. Built here: 2 modules for the 8x8 digits,
+4 for mnist5k's 32x32, 6 at 128x128 (``full`` builds whatever the dataset's resolution asks for;
+the source's six at 128x128). Widths follow ProGAN's rule (``width`` up to 16x16, halved per
+doubling beyond, at least 8).
+
+The arch is a JSON-able dict (the trial's ``arch`` user attr, the generator's config)::
+
+    {"latent": 64, "image_channels": 1, "channels": [32, 32, 16, 8],   # each module's output width
+     "attention": true, "rpa": true, "rpa_ratio": 0.5, "ado": true, "ado_threshold": 0.1}
+
+Residual blocks ("Split/Add"): the input splits into the main path (conv, PixelNorm, LeakyReLU,
+channel attention) and a shortcut (nearest-upsampled in G / average-pooled in R to the output
+size, then a 1x1 conv when the width changes), and the two are added.
+
+Shared kernels: G's block ``Cin -> Cout`` is ``ConvTranspose2d(Cin, Cout)``, weight
+``[Cin, Cout, k, k]``; its mirror in R maps ``Cout -> Cin`` with ``Conv2d(Cout, Cin)``, weight
+``[Cin, Cout, k, k]`` too, with the same kernel, stride and padding (the exact adjoint operation:
+the conv undoes the transposed conv's change of size). Each network keeps its own copy as its own
+``nn.Parameter`` so each takes its own optimiser step on its own loss; :func:`share_kernels` then
+sets both copies to ``lam * W_G + (1 - lam) * W_R``. Biases, shortcuts, attention modules and
+to-image / from-image 1x1 convs are each network's own. G ends with a linear 1x1 conv to the
+image channels, R starts with a 1x1 conv + LeakyReLU from them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genas.errors import GenasError
+from genas.spaces.layers import lrelu, pixel_norm
+from genas.spaces.san.attention import AttentionDropout, ChannelAttention, RegionPixelAttention, kaiming_
+
+ARCH_KEYS = ("latent", "image_channels", "channels", "attention", "rpa", "rpa_ratio", "ado", "ado_threshold")
+
+
+def width_at(resolution: int, width: int) -> int:
+    """ProGAN's channel rule: ``width`` up to 16x16, halved per doubling beyond, at least 8."""
+    return max(8, min(width, width * 16 // resolution))
+
+
+def modules_for(resolution: int) -> int:
+    """Generator modules for a ``resolution``-pixel image: 1x1 -> 4x4, then one per doubling."""
+    if resolution < 4 or resolution & (resolution - 1):
+        raise GenasError(f"san needs a power-of-two image resolution >= 4, got {resolution}; "
+                         "resize the dataset (e.g. folder:PATH images to 32x32)")
+    return int(math.log2(resolution)) - 1
+
+
+def make_arch(resolution: int, image_channels: int, latent: int, width: int, *, attention: bool, rpa: bool,
+              rpa_ratio: float, ado: bool, ado_threshold: float) -> dict:
+    n = modules_for(resolution)
+    return {"latent": int(latent), "image_channels": int(image_channels),
+            "channels": [width_at(4 * 2 ** i, int(width)) for i in range(n)],
+            "attention": bool(attention), "rpa": bool(rpa), "rpa_ratio": float(rpa_ratio),
+            "ado": bool(ado), "ado_threshold": float(ado_threshold)}
+
+
+def validate_arch(arch: object) -> dict:
+    if not isinstance(arch, dict) or set(ARCH_KEYS) - set(arch):
+        missing = sorted(set(ARCH_KEYS) - set(arch)) if isinstance(arch, dict) else list(ARCH_KEYS)
+        raise GenasError(f"san arch is missing {missing}; re-export the checkpoint from its trial")
+    channels = arch["channels"]
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, int) and c > 0 for c in channels):
+        raise GenasError(f"san arch has bad module widths {channels!r}; re-export the checkpoint from its trial")
+    return arch
+
+
+def resolution_of(arch: dict) -> int:
+    return 4 * 2 ** (len(arch["channels"]) - 1)
+
+
+def block_specs(arch: dict) -> list[list[tuple[int, int, int, int, int]]]:
+    """Per module, its three G blocks as ``(cin, cout, kernel, stride, padding)`` in G's order."""
+    specs, cin = [], arch["latent"]
+    for i, cout in enumerate(arch["channels"]):
+        first = (cin, cout, 4, 1, 0) if i == 0 else (cin, cout, 4, 2, 1)
+        specs.append([first, (cout, cout, 3, 1, 1), (cout, cout, 3, 1, 1)])
+        cin = cout
+    return specs
+
+
+class ResidualBlock(nn.Module):
+    """conv (transposed in G) -> PixelNorm -> LeakyReLU -> channel attention, plus a shortcut."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, *, transposed: bool,
+                 attention: bool) -> None:
+        super().__init__()
+        conv = nn.ConvTranspose2d if transposed else nn.Conv2d
+        self.conv = conv(cin, cout, kernel, stride=stride, padding=padding)
+        self.attention = ChannelAttention(cout) if attention else nn.Identity()
+        self.skip = kaiming_(nn.Conv2d(cin, cout, 1, bias=False)) if cin != cout else nn.Identity()
+        self.transposed = transposed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.attention(lrelu(pixel_norm(self.conv(x))))
+        if x.shape[-2:] != y.shape[-2:]:
+            x = F.interpolate(x, size=y.shape[-2:], mode="nearest") if self.transposed else \
+                F.adaptive_avg_pool2d(x, y.shape[-2:])
+        return y + self.skip(x)
+
+
+class GeneratorModule(nn.Module):
+    """ADO -> three transposed-conv residual blocks -> RPA (one resolution step of G)."""
+
+    def __init__(self, specs: list[tuple[int, int, int, int, int]], arch: dict) -> None:
+        super().__init__()
+        cin, cout = specs[0][0], specs[-1][1]
+        self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
+        self.blocks = nn.ModuleList(ResidualBlock(*s, transposed=True, attention=arch["attention"]) for s in specs)
+        self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ado(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.rpa(x)
+
+
+class ReverseModule(nn.Module):
+    """The mirror: RPA -> three conv residual blocks (G's in reverse, in/out swapped) -> ADO."""
+
+    def __init__(self, specs: list[tuple[int, int, int, int, int]], arch: dict) -> None:
+        super().__init__()
+        cin, cout = specs[0][0], specs[-1][1]
+        self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
+        # blocks[j] mirrors G's blocks[j]; they run last to first
+        self.blocks = nn.ModuleList(ResidualBlock(o, i, k, s, p, transposed=False, attention=arch["attention"])
+                                    for i, o, k, s, p in specs)
+        self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.rpa(x)
+        for block in reversed(self.blocks):
+            x = block(x)
+        return self.ado(x)
+
+
+class GNet(nn.Module):
+    """z [B, latent] -> image [B, C, R, R] (linear output, [-1, 1] scale)."""
+
+    def __init__(self, arch: dict) -> None:
+        super().__init__()
+        self.arch = validate_arch(arch)
+        self.stages = nn.ModuleList(GeneratorModule(s, arch) for s in block_specs(arch))
+        self.to_image = nn.Conv2d(arch["channels"][-1], arch["image_channels"], 1)
+        nn.init.kaiming_normal_(self.to_image.weight, nonlinearity="linear")
+        nn.init.zeros_(self.to_image.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z.reshape(z.shape[0], -1, 1, 1)
+        for stage in self.stages:
+            x = stage(x)
+        return self.to_image(x)
+
+
+class RNet(nn.Module):
+    """image [B, C, R, R] -> a point of the latent space [B, latent]."""
+
+    def __init__(self, arch: dict) -> None:
+        super().__init__()
+        self.arch = validate_arch(arch)
+        self.from_image = kaiming_(nn.Conv2d(arch["image_channels"], arch["channels"][-1], 1))
+        self.stages = nn.ModuleList(ReverseModule(s, arch) for s in block_specs(arch))  # stages[i] mirrors G's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = lrelu(self.from_image(x))
+        for stage in reversed(self.stages):
+            x = stage(x)
+        return x.flatten(1)
+
+
+def shared_pairs(G: GNet, R: RNet) -> list[tuple[nn.Parameter, nn.Parameter]]:
+    """Every (G transposed-conv kernel, mirror R conv kernel) pair; both are ``[Cin, Cout, k, k]``."""
+    pairs = []
+    for g_stage, r_stage in zip(G.stages, R.stages):
+        for g_block, r_block in zip(g_stage.blocks, r_stage.blocks):
+            assert g_block.conv.weight.shape == r_block.conv.weight.shape
+            pairs.append((g_block.conv.weight, r_block.conv.weight))
+    return pairs
+
+
+def init_shared(G: GNet, R: RNet) -> None:
+    """Kaiming-init each shared kernel once (fan-in of G's direction) and give R the same values."""
+    with torch.no_grad():
+        for g, r in shared_pairs(G, R):
+            # torch reads [Cin, Cout, k, k] as [out, in, ...]: its "fan_out" is Cin*k*k, G's fan-in
+            nn.init.kaiming_normal_(g, a=0.2, mode="fan_out", nonlinearity="leaky_relu")
+            r.copy_(g)
+        for stage_g, stage_r in zip(G.stages, R.stages):
+            for block in (*stage_g.blocks, *stage_r.blocks):
+                nn.init.zeros_(block.conv.bias)
+
+
+@torch.no_grad()
+def share_kernels(pairs: list[tuple[nn.Parameter, nn.Parameter]], lam: float) -> None:
+    """After each step: both copies of every shared kernel become ``lam * W_G + (1 - lam) * W_R``."""
+    g_list, r_list = [g for g, _ in pairs], [r for _, r in pairs]
+    mixed = torch._foreach_lerp(r_list, g_list, lam)  # r + lam * (g - r)
+    torch._foreach_copy_(g_list, mixed)
+    torch._foreach_copy_(r_list, mixed)

@@ -1,0 +1,105 @@
+"""The ``san`` space: TPE over the self-adversarial network's hyperparameters and module switches.
+
+Searched: learning rate, L2 weight (Adam's coupled weight decay), the kernel-averaging weight
+``lam`` in (0, 1), the weight of the unpaired ``MSE(G(z), X)`` term, width, latent size, and each
+of the source's modules on/off (channel attention, RPA with its ratio r, ADO with its threshold),
+so a study is also an ablation. The MSE weight is a categorical over {0, 0.1, 1}: the question the
+study has to answer is whether the term helps *at all*, which needs exactly 0 among the choices (a
+log-uniform float never reaches 0, and a float plus an on/off bool would spend TPE's few trials on
+a continuous weight whose useful range is unknown); 0.1 and 1 bracket it against the W terms, which
+are O(0.1-1) on these latents.
+
+Budgets (images are real images shown to R; see networks.py for the module count per resolution):
+
+- ``tiny``: tests, a few hundred images at width 8/16, seconds on a CPU.
+- ``small``: the README demo on a 2-core CPU (mnist5k 32x32: 4 modules), widths 16/32,
+  ~30-60 s a trial.
+- ``full``: the source's scale on a GPU: widths up to 512, latent 512, six modules at 128x128.
+"""
+from __future__ import annotations
+
+import torch
+
+from genas.spaces.base import Space, TrialContext, register_space
+from genas.spaces.dggan.space import images_on
+from genas.spaces.dggan.train import Progress
+from genas.spaces.san.generator import SANGenerator
+from genas.spaces.san.losses import diversity
+from genas.spaces.san.networks import make_arch
+from genas.spaces.san.train import Hyper, Nets, train
+
+MSE_WEIGHTS = (0.0, 0.1, 1.0)
+
+BUDGETS = {
+    "tiny": {"images_per_trial": 256, "batch_size": 16, "eval_samples": 128, "quick_eval_samples": 64,
+             "reports": 2, "top_k": 2, "trials": 4, "widths": (8, 16), "latents": (16,), "ema_half_life": 100},
+    "small": {"images_per_trial": 3_000, "batch_size": 32, "eval_samples": 1000, "quick_eval_samples": 256,
+              "reports": 4, "top_k": 3, "trials": 10, "widths": (16, 32), "latents": (32, 64),
+              "ema_half_life": 1_000},
+    "full": {"images_per_trial": 800_000, "batch_size": 64, "eval_samples": 10_000, "quick_eval_samples": 2_000,
+             "reports": 8, "top_k": 5, "trials": 100, "widths": (256, 512), "latents": (256, 512),
+             "ema_half_life": 10_000},
+}
+
+
+def prepare(nets: Nets, ctx: TrialContext) -> Nets:
+    nets = nets.to(ctx.device)
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        nets = nets.to(memory_format=torch.channels_last)
+    return nets
+
+
+@register_space
+class SANSpace(Space):
+    """Self-adversarial network: generator G and reverser R with shared conv kernels (TPE)."""
+
+    name = "san"
+    generator_cls = SANGenerator
+    default_sampler = "tpe"
+    default_pruner = "median"
+    budgets = BUDGETS
+
+    def suggest(self, trial, ctx: TrialContext) -> dict:
+        b = self.budget(ctx.budget)
+        config = {"lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+                  "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+                  "lam": trial.suggest_float("lam", 0.05, 0.95),
+                  "mse_weight": trial.suggest_categorical("mse_weight", MSE_WEIGHTS),
+                  "width": trial.suggest_categorical("width", b["widths"]),
+                  "latent": trial.suggest_categorical("latent", b["latents"]),
+                  "attention": trial.suggest_categorical("attention", (True, False)),
+                  "rpa": trial.suggest_categorical("rpa", (True, False)),
+                  "ado": trial.suggest_categorical("ado", (True, False)),
+                  "rpa_ratio": 0.5, "ado_threshold": 0.1}
+        if config["rpa"]:
+            config["rpa_ratio"] = trial.suggest_categorical("rpa_ratio", (0.25, 0.5))
+        if config["ado"]:
+            config["ado_threshold"] = trial.suggest_float("ado_threshold", 0.02, 0.4)
+        return config
+
+    def train(self, config: dict, ctx: TrialContext) -> SANGenerator:
+        b = self.budget(ctx.budget)
+        torch.manual_seed(ctx.seed)
+        arch = make_arch(ctx.dataset.resolution, ctx.dataset.channels, int(config["latent"]), int(config["width"]),
+                         attention=bool(config["attention"]), rpa=bool(config["rpa"]),
+                         rpa_ratio=float(config["rpa_ratio"]), ado=bool(config["ado"]),
+                         ado_threshold=float(config["ado_threshold"]))
+        hp = Hyper(lr=float(config["lr"]), weight_decay=float(config["weight_decay"]), lam=float(config["lam"]),
+                   mse_weight=float(config["mse_weight"]), batch_size=int(config.get("batch_size", b["batch_size"])),
+                   ema_half_life=b["ema_half_life"])
+        nets = prepare(Nets(arch), ctx)
+        total = b["images_per_trial"]
+
+        def wrap(n: Nets) -> SANGenerator:
+            return SANGenerator(n.arch, n.G_ema)
+
+        ctx.set_attr("arch", arch)
+        ctx.set_attr("shared_kernels", len(nets.pairs))
+        spread = train(nets, images_on(ctx), hp, total, ctx, Progress(ctx, total, b["reports"]), wrap)
+        real = ctx.dataset.images[torch.randperm(ctx.dataset.images.shape[0],
+                                                 generator=torch.Generator().manual_seed(0))[:256]]
+        ctx.set_attr("diversity", spread)
+        ctx.set_attr("diversity_real", diversity(real))
+        ctx.save_state({"space": self.name, "arch": arch}, nets.tensors())
+        return wrap(nets)
