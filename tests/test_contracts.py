@@ -123,6 +123,9 @@ def test_own_metric_study_maximises_registers_and_samples_parameters(toy_space, 
     expected = best.params["x"] + (10.0 if best.params["use_boost"] else 0.0)
     assert torch.allclose(weights[0], torch.full((1, 3), expected), atol=0.05)
 
+    result = runner.invoke(cli, ["eval", "--dataset", "digits", "--fake", "models:/genas-toy@champion"])
+    assert result.exit_code == 2 and "generates parameters, not images" in result.output
+
     import mlflow.pyfunc
 
     from genas.registry.tracking import configure_mlflow

@@ -31,7 +31,14 @@ def eval_(dataset: str, fake: str, metrics: str, n: int, device: str, seed: int)
     if Path(fake).is_dir() and not (Path(fake) / "MLmodel").exists() and not (Path(fake) / "generator").exists():
         images = to_uint8(load_dataset(f"folder:{fake}@{real.resolution}").images)
     else:
-        images = load_generator(fake).sample(n, seed=seed)
+        from genas.errors import GenasError
+        from genas.spaces.base import outputs_of
+
+        generator = load_generator(fake)
+        if outputs_of(generator) != "images":
+            raise GenasError(f"{fake} generates {outputs_of(generator)}, not images; `genas eval` scores images "
+                             "(a pdiff study's runs hold its accuracy and memorisation metrics)")
+        images = generator.sample(n, seed=seed)
     result = evaluate(images, real, names, device=resolve_device(device), n_real=len(images), seed=seed)
     for key, value in result.items():
         click.echo(f"{key}\t{value:.4f}")
