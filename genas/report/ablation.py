@@ -56,4 +56,4 @@ def switch_effects(trials: list[FrozenTrial], direction: StudyDirection) -> list
 
 
 def fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return "-" if value is None else f"{value:.4g}"
