@@ -226,9 +226,9 @@ class Objective:
             run.tags({f"genas.{key}": value})
 
         return TrialContext(dataset=self.dataset, budget=self.spec.budget, device=self.device, seed=seed,
-                            trial=trial, options=self.space.resolve_options(self.spec.options), reporter=report, quick_evaluator=quick_eval,
-                            parent_loader=parent_state, state_saver=save_state, attr_setter=set_attr,
-                            progress=self.progress.images)
+                            trial=trial, options=self.space.resolve_options(self.spec.options),
+                            reporter=report, quick_evaluator=quick_eval, parent_loader=parent_state,
+                            state_saver=save_state, attr_setter=set_attr, progress=self.progress.images)
 
     @staticmethod
     def load_trial_state(study: optuna.Study, number: int) -> tuple[dict, Tensors]:
