@@ -1,9 +1,23 @@
 import os
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks train faster on one thread, and a busy machine cannot stall their spin-waits.
+
+    A module takes it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``; the
+    thread count is restored when the module ends.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture()

@@ -15,13 +15,7 @@ from genas.spaces.dggan import DGGANGenerator
 from genas.spaces.dggan.network import Nets, apply_action, finalize, inherit, resolution_of, root_arch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train faster on one thread, and a busy machine cannot stall its spin-waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dataset(res: int = 8, n: int = 64) -> Dataset:

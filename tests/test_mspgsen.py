@@ -30,13 +30,12 @@ ALL_OFF = {**{k: ALL_ON[k] for k in ("lr_g", "lr_d", "width", "latent", "n_criti
            **{m: False for m in MODULES}}
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
 
 
 def ctx_for(data: Dataset, **kw) -> TrialContext:

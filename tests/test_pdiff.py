@@ -25,12 +25,7 @@ TINY_CONFIG = {"k": 16, "noise_v": True, "xi_v": 1e-3, "noise_z": True, "xi_z": 
                "ae_depth": 3, "ae_channels": 16, "ddpm_steps": 200, "ddpm_lr": 1e-3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +42,15 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def ckpts(cache, digits):
-    torch.set_num_threads(1)
+def ckpts(cache, digits, one_torch_thread):
     found, hit = collect(digits, RECIPE, CPU)
     assert not hit
     return found
 
 
 @pytest.fixture(scope="module")
-def trained(cache, digits, ckpts):
+def trained(cache, digits, ckpts, one_torch_thread):
     """One tiny trial on digits through Space.train: (generator, reports, attrs, ctx)."""
-    torch.set_num_threads(1)
     space = get_space("pdiff")
     study = optuna.create_study()
     study.enqueue_trial(TINY_CONFIG)

@@ -13,12 +13,7 @@ from genas.spaces.pdiff.generator import PDiffGenerator
 from genas.spaces.pdiff.splits import train_heldout
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_pdiff_search_registers_a_generator_of_classifiers(genas_home, tmp_path):

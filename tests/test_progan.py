@@ -14,12 +14,7 @@ from genas.spaces.dggan.network import resolution_of
 from genas.spaces.progan.space import ProGANGenerator, schedule, width_at
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_schedule_reaches_the_dataset_resolution():

@@ -19,12 +19,7 @@ from genas.spaces.san.train import Hyper, Nets, losses, optimise
 NO_AUTOCAST = torch.autocast("cuda", enabled=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def arch(resolution: int = 16, **switches) -> dict:

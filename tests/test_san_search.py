@@ -1,14 +1,16 @@
 """san through the CLI: a tiny TPE search on the 8x8 digits registers a champion that samples."""
 import optuna
-import torch
+import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from genas.cli import cli
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def test_tiny_san_search_registers_a_champion_that_samples(genas_home):
-    torch.set_num_threads(1)
     runner = CliRunner()
     result = runner.invoke(cli, ["search", "san", "--budget", "tiny", "--trials", "2", "--dataset", "digits",
                                  "--study-name", "san-tiny"])

@@ -18,12 +18,7 @@ from genas.spaces.snn.perceptual import ARCH, Perceptual, feature_network, rando
 from genas.spaces.snn.swarm import Swarm, SwarmConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

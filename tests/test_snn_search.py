@@ -3,7 +3,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from click.testing import CliRunner
 from optuna.trial import TrialState
 from PIL import Image
@@ -11,12 +10,7 @@ from PIL import Image
 from genas.cli import cli
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def completed(genas_home: Path, study: str) -> list:

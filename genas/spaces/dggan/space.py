@@ -13,6 +13,8 @@ Budgets (images are real images shown to the critic):
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 
 from genas.errors import GenasError
@@ -21,6 +23,7 @@ from genas.spaces.dggan.generator import DGGANGenerator
 from genas.spaces.dggan.network import Nets, apply_action, finalize, inherit, resolution_of, root_arch, validate_arch
 from genas.spaces.dggan.train import Hyper, Progress, train_phase
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 CHANNELS = (8, 16, 32, 64, 128, 256, 512)
 
 BUDGETS = {
@@ -41,7 +44,8 @@ def images_on(ctx: TrialContext) -> torch.Tensor:
     return ctx.dataset.images.to(ctx.device) if ctx.device.type == "cuda" else ctx.dataset.images
 
 
-def prepare(nets: Nets, ctx: TrialContext) -> Nets:
+def prepare(nets: ModuleT, ctx: TrialContext) -> ModuleT:
+    """Networks on the trial's device; on CUDA channels_last with cuDNN autotuning (any family's nets)."""
     nets = nets.to(ctx.device)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from genas.errors import GenasError
+from genas.spaces.generators import check_space
 from genas.spaces.pdiff.autoencoder import ParamDecoder, decode_to_parameters
 from genas.spaces.pdiff.classifiers import build_classifier, unflatten
 from genas.spaces.pdiff.diffusion import Denoiser1d, Schedule, sample_latents
@@ -95,9 +96,7 @@ class PDiffGenerator:
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "PDiffGenerator":
-        if not isinstance(config, dict) or config.get("space") != SPACE:
-            found = config.get("space") if isinstance(config, dict) else None
-            raise GenasError(f"checkpoint is for space {found!r}, not {SPACE!r}; load it with genas.load or generator_from_state")
+        check_space(config, SPACE)
         try:
             classifier = Classifier(**config["classifier"])
             arch, schedule = dict(config["arch"]), Schedule(**config["schedule"])

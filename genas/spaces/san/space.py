@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from genas.spaces.base import Space, TrialContext, register_space
-from genas.spaces.dggan.space import images_on
+from genas.spaces.dggan.space import images_on, prepare
 from genas.spaces.dggan.train import Progress
 from genas.spaces.san.generator import SANGenerator
 from genas.spaces.san.losses import diversity
@@ -40,14 +40,6 @@ BUDGETS = {
              "reports": 8, "top_k": 5, "trials": 100, "widths": (256, 512), "latents": (256, 512),
              "ema_half_life": 10_000},
 }
-
-
-def prepare(nets: Nets, ctx: TrialContext) -> Nets:
-    nets = nets.to(ctx.device)
-    if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        nets = nets.to(memory_format=torch.channels_last)
-    return nets
 
 
 @register_space

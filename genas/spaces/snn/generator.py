@@ -17,6 +17,7 @@ import torch
 
 from genas.data import to_uint8
 from genas.errors import GenasError
+from genas.spaces.generators import check_space
 from genas.spaces.snn.perceptual import Perceptual
 from genas.spaces.snn.swarm import Swarm, SwarmConfig
 
@@ -107,10 +108,7 @@ class SNNGenerator:
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "SNNGenerator":
-        if not isinstance(config, dict) or config.get("space") != cls.space_name:
-            found = config.get("space") if isinstance(config, dict) else None
-            raise GenasError(f"checkpoint is for space {found!r}, not {cls.space_name!r}; "
-                             "load it with genas.load or generator_from_state")
+        check_space(config, cls.space_name)
         try:
             swarm = SwarmConfig.from_dict(dict(config["swarm"]))
             perceptual = dict(config["perceptual"])
