@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from genas.data import load_dataset
+from genas.search.objective import resolve_device
 from genas.spaces import TrialContext, get_space
 from genas.spaces.dggan.space import images_on
 from genas.spaces.mspgsen.blocks import contrastive_loss
@@ -128,8 +129,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     space = get_space("mspgsen")
     b = space.budget(args.budget)
     data = load_dataset(args.dataset)

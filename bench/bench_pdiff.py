@@ -42,10 +42,11 @@ def main() -> None:
     os.environ["GENAS_CACHE"] = tempfile.mkdtemp(prefix="bench-pdiff-")  # stage 1 cold, then warm
 
     from genas.data import load_dataset
+    from genas.search.objective import resolve_device
     from genas.spaces import TrialContext, get_space
     from genas.spaces.pdiff.checkpoints import collect
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     space, data = get_space("pdiff"), load_dataset(args.dataset)
     b = space.budget(args.budget)
     settings = space.settings(args.budget, {})

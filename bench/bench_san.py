@@ -22,6 +22,7 @@ import time
 import torch
 
 from genas.data import load_dataset
+from genas.search.objective import resolve_device
 from genas.spaces import TrialContext, get_space
 from genas.spaces.dggan.space import images_on
 from genas.spaces.san.losses import diversity, sliced_wasserstein, unpaired_mse
@@ -146,8 +147,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     space, data = get_space("san"), load_dataset(args.dataset)
     (mse_study if args.mse_study else throughput)(args, space, data, device)
 

@@ -18,6 +18,7 @@ import time
 import torch
 
 from genas.data import load_dataset
+from genas.search.objective import resolve_device
 from genas.spaces import TrialContext, get_space
 from genas.spaces.snn.attention import multi_head_attention, pixel_weights
 from genas.spaces.snn.perceptual import Perceptual
@@ -83,8 +84,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     space = get_space("snn")

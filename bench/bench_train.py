@@ -17,6 +17,7 @@ import time
 import torch
 
 from genas.data import load_dataset
+from genas.search.objective import resolve_device
 from genas.spaces import TrialContext, get_space
 from genas.spaces.dggan.network import Nets, apply_action, resolution_of, root_arch
 from genas.spaces.dggan.space import images_on
@@ -74,8 +75,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=None, help="images per timed run (default: the budget's)")
     p.add_argument("--channels", type=int, default=None, help="lineage width (default: the budget's widest)")
     args = p.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     space = get_space("dggan")
     b = space.budget(args.budget)
     data = load_dataset(args.dataset)
