@@ -2,11 +2,11 @@
 
 :class:`LatentGenerator` is every GAN family's trained generator (dggan, progan, mspgsen, san):
 one network from ``z ~ N(0, I)`` [n, latent] to images, saved as its arch dict + state dict.
-A family subclasses it with its ``space_name``, :meth:`build` and :attr:`resolution`.
+A family subclasses it with its ``space_name``, ``network``, ``validate_arch`` and :attr:`resolution`.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -42,6 +42,10 @@ class LatentGenerator:
     """Samples ``uint8 [n, C, R, R]`` from ``z ~ N(0, I)`` through ``net`` (a family's EMA generator)."""
 
     space_name: ClassVar[str]
+    #: the family's generator network class, built from an arch dict
+    network: ClassVar[Callable[[dict], nn.Module]]
+    #: the family's arch check: returns the arch, raises GenasError when it is malformed
+    validate_arch: ClassVar[Callable[[object], dict]]
 
     def __init__(self, arch: dict, net: nn.Module) -> None:
         self.arch, self.net = arch, net
@@ -49,7 +53,8 @@ class LatentGenerator:
     @classmethod
     def build(cls, arch: object) -> tuple[dict, nn.Module]:
         """Validate a saved ``arch`` and build its (untrained) network."""
-        raise NotImplementedError
+        arch = cls.validate_arch(arch)
+        return arch, cls.network(arch)
 
     @property
     def resolution(self) -> int:

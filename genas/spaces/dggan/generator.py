@@ -9,11 +9,8 @@ class DGGANGenerator(LatentGenerator):
     """Samples ``uint8 [n, C, R, R]`` at the arch's own resolution (may be below the dataset's)."""
 
     space_name = "dggan"
-
-    @classmethod
-    def build(cls, arch: object) -> tuple[dict, GNet]:
-        arch = validate_arch(arch)
-        return arch, GNet(arch)
+    network = GNet
+    validate_arch = staticmethod(validate_arch)
 
     @property
     def resolution(self) -> int:

@@ -9,11 +9,8 @@ class MSPGSENGenerator(LatentGenerator):
     """Samples ``uint8 [n, C, R, R]`` from the EMA generator at the level it is set to (the top one once trained)."""
 
     space_name = "mspgsen"
-
-    @classmethod
-    def build(cls, arch: object) -> tuple[dict, GNet]:
-        arch = validate_arch(arch)
-        return arch, GNet(arch)
+    network = GNet
+    validate_arch = staticmethod(validate_arch)
 
     @property
     def resolution(self) -> int:

@@ -9,11 +9,8 @@ class SANGenerator(LatentGenerator):
     """Samples ``uint8 [n, C, R, R]`` from z ~ N(0, I) through the EMA generator."""
 
     space_name = "san"
-
-    @classmethod
-    def build(cls, arch: object) -> tuple[dict, GNet]:
-        arch = validate_arch(arch)
-        return arch, GNet(arch)
+    network = GNet
+    validate_arch = staticmethod(validate_arch)
 
     @property
     def resolution(self) -> int:
