@@ -37,7 +37,7 @@ TINY_STUDY = "dggan-mnist5k"
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
-    """One ``genas search dggan --budget tiny --trials 4`` for the whole session: (home, CLI result).
+    """One ``genas search dggan --budget tiny`` (its whole beam) for the whole session: (home, CLI result).
 
     Tests that read it (end to end, report, serving, the browser) must not change its trials.
     """
@@ -49,7 +49,7 @@ def tiny_study(tmp_path_factory):
     for var in ("GENAS_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         mp.delenv(var, raising=False)
     mp.chdir(home.parent)
-    result = CliRunner().invoke(cli, ["search", "dggan", "--budget", "tiny", "--trials", "4", "--seed", "1"])
+    result = CliRunner().invoke(cli, ["search", "dggan", "--budget", "tiny", "--seed", "1"])
     mp.undo()
     assert result.exit_code == 0, result.output + repr(result.exception)
     return home, result

@@ -1,8 +1,9 @@
-"""dggan: growth keeps the parent's function at alpha 0, weights are inherited, trials train and chain."""
+"""dggan: growth keeps the parent's function at alpha 0, weights are inherited, candidates train and chain."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -12,7 +13,8 @@ from genas.data import Dataset
 from genas.errors import GenasError, TrainingDiverged
 from genas.spaces import TrialContext, generator_from_state, get_space
 from genas.spaces.dggan import DGGANGenerator
-from genas.spaces.dggan.network import Nets, apply_action, finalize, inherit, resolution_of, root_arch
+from genas.spaces.dggan.actions import apply_action, child_actions, legal_kinds
+from genas.spaces.gan.grown import Nets, finalize, inherit, resolution_of, root_arch
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -85,21 +87,74 @@ def test_existing_layers_inherit_parent_and_ema_weights():
                 assert torch.equal(nets.state_dict()[key], nets.state_dict()["G_ema." + key[2:]])
 
 
-def test_next_actions_cover_all_kinds_and_respect_the_resolution():
+def test_train_on_keeps_the_networks_and_fades_nothing():
+    parent = grown([GROW])
+    nets = inherit(parent.tensors(), *apply_action(parent.arch, {"action": "train", "channels": 8, "kernel": 3}))
+    assert nets.arch == parent.arch and nets.fades == {"g": None, "d": None}
+    assert all(torch.equal(v, parent.state_dict()[k]) for k, v in nets.state_dict().items())
+
+
+def test_a_grow_never_takes_a_1x1_kernel():
+    with pytest.raises(GenasError, match="spatial kernel"):
+        apply_action(root_arch(8, 1, 8, 3), {"action": "grow", "channels": 8, "kernel": 1})
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        acts = child_actions(root_arch(8, 1, 8, 3), 32, None, children=6, channels=(8, 16), kernels=(1, 3),
+                             max_layers=3, rng=rng)
+        assert all(a["kernel"] >= 3 for a in acts if a["action"] == "grow")
+
+
+def test_children_keep_the_dataset_resolution_in_reach():
+    root = root_arch(8, 1, 8, 3)  # 4x4; 32x32 is 3 grows away
+    assert legal_kinds(root, 32, None, 3) == ["train", "g_layer", "d_layer", "grow"]
+    assert legal_kinds(root, 32, 3, 3) == ["train", "g_layer", "d_layer", "grow"]  # 3 generations after it
+    assert legal_kinds(root, 32, 2, 3) == ["grow"]  # only grows still get there
+    assert legal_kinds(root, 32, 1, 3) == []  # out of reach: no child at all
+    full, _ = apply_action(apply_action(root, GROW)[0], GROW)
+    assert "grow" not in legal_kinds(full, 16, 5, 3)  # at the dataset's resolution
+    deep = grown([G3, G3])
+    assert "g_layer" not in legal_kinds(deep.arch, 32, None, 3)  # three convs in G's top stage
+
+
+def test_child_actions_are_the_control_and_distinct_growths():
+    rng = np.random.default_rng(1)
+    acts = child_actions(root_arch(8, 1, 8, 3), 32, 3, children=3, channels=(8, 16), kernels=(3, 5),
+                         max_layers=3, rng=rng)
+    assert acts[0]["action"] == "train" and len(acts) == 4
+    keys = {tuple(sorted(a.items())) for a in acts}
+    assert len(keys) == 4 and all(a["action"] in ("g_layer", "d_layer", "grow") for a in acts[1:])
+    forced = child_actions(root_arch(8, 1, 8, 3), 32, 2, children=3, channels=(8, 16), kernels=(3, 5),
+                           max_layers=3, rng=rng)
+    assert forced and all(a["action"] == "grow" for a in forced)  # no control when it cannot reach 32
+
+
+def test_roots_differ_and_children_inherit_the_lineage_hyperparameters():
     space = get_space("dggan")
-    roots = space.root_actions(8, "tiny")
-    assert {a["action"] for a in roots} == {"root"}
-    for a in roots:
-        assert a["channels"] in space.action_params["channels"] and a["kernel"] in space.action_params["kernel"]
-    arch = root_arch(8, 1, 8, 3)
-    assert {a["action"] for a in space.next_actions(arch, 8, "tiny")} == {"g_layer", "d_layer", "grow"}
-    arch8, _ = apply_action(arch, GROW)
-    kinds = {a["action"] for a in space.next_actions(arch8, 8, "tiny")}
-    assert kinds == {"g_layer", "d_layer"}  # 8x8 is the dataset's resolution: no grow
-    assert space.next_actions(arch8, 4, "tiny") and "grow" not in {a["action"] for a in space.next_actions(arch, 4, "tiny")}
-    for a in space.next_actions(arch, 32, "small"):
-        assert set(a) == {"action", "channels", "kernel"}
-        assert all(a[k] in space.action_params[k] for k in a)
+    options = space.resolve_options({})
+    roots = space.root_actions(options, "small", 32, np.random.default_rng(0))
+    assert len(roots) == space.budget("small")["roots"]
+    assert len({(r["channels"], r["kernel"]) for r in roots}) == len(roots)  # different widths / kernels
+    assert roots[0]["lr"] == space.budget("small")["lr"]
+    kids = space.child_actions(roots[1], root_arch(64, 1, roots[1]["channels"], roots[1]["kernel"]), 3, options,
+                               "small", 32, np.random.default_rng(1))
+    assert kids and all(k["lr"] == roots[1]["lr"] for k in kids)
+    for a in roots + kids:
+        assert all(a[k] in space.action_params[k] for k in ("action", "channels", "kernel"))
+
+
+def test_images_per_candidate_reach_the_budgets_lineage():
+    from genas.spaces.gan.budgets import IMAGES
+
+    space = get_space("dggan")
+    for res, generations in ((32, 4), (8, 2), (64, 5)):
+        s = space.settings(space.resolve_options({}), "small", res)
+        assert s["generations"] == generations
+        assert s["images"] % s["batch_size"] == 0
+        assert abs(s["images"] * (generations + 1) - IMAGES["small"]) <= (generations + 1) * s["batch_size"]
+    s = space.settings(space.resolve_options({"images": "1000", "generations": "6", "widths": "16,32"}), "small", 32)
+    assert (s["images"], s["generations"], s["widths"]) == (1024, 6, (16, 32))  # whole batches of 32
+    with pytest.raises(GenasError, match="widths"):
+        space.settings(space.resolve_options({"widths": "16,33"}), "small", 32)
 
 
 def test_state_round_trip_samples_identically():
@@ -150,9 +205,9 @@ class Recorder:
         self.saved = (config, tensors)
 
 
-def suggest(space, parent, action: dict) -> dict:
+def suggest(space, parent, action: dict, lr: float = 1e-3) -> dict:
     study = optuna.create_study()
-    study.enqueue_trial({**action, "lr": 1e-3, "n_critic": 1, "gp_weight": 10.0})
+    study.enqueue_trial({**action, "lr": lr})
     trial = study.ask()
     trial.set_user_attr("parent", parent)
     return space.suggest(trial, None)
@@ -160,25 +215,28 @@ def suggest(space, parent, action: dict) -> dict:
 
 def test_root_then_children_train_and_report():
     space, data = get_space("dggan"), dataset(8)
-    budget = space.budget("tiny")
+    s = space.settings(space.resolve_options({}), "tiny", 8)
     rec = Recorder()
     config = suggest(space, None, {"action": "root", "channels": 8, "kernel": 3})
     assert config["parent"] is None and config["action"] == "root"
     gen = space.train(config, rec.ctx(data))
-    assert len(rec.reports) == budget["reports"]
-    assert rec.reports[-1][0] == budget["images_per_trial"]
-    assert {"loss_d", "loss_g", "swd_quick"} <= set(rec.reports[-1][1])
+    assert len(rec.reports) == s["reports"]
+    assert rec.reports[-1][0] == s["images"]
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "swd_quick"} <= set(rec.reports[-1][1])
     assert all(math.isfinite(v) for _, m in rec.reports for v in m.values())
-    assert rec.ticks[-1] == (budget["images_per_trial"], budget["images_per_trial"])
+    assert rec.ticks[-1] == (s["images"], s["images"])
     assert gen.sample(5, seed=1).shape == (5, 1, 4, 4)
-    for action in ({"action": "grow", "channels": 16, "kernel": 5}, {"action": "d_layer", "channels": 8, "kernel": 1}):
+    assert rec.attrs["resolution"] == 4 and rec.attrs["full_resolution"] is False
+    for action in ({"action": "grow", "channels": 16, "kernel": 5}, {"action": "d_layer", "channels": 8, "kernel": 1},
+                   {"action": "train", "channels": 16, "kernel": 5}):
         parent, rec = rec.saved, Recorder()
         config = suggest(space, 0, action)
         gen = space.train(config, rec.ctx(data, parent=parent, seed=1))
-        assert len(rec.reports) == budget["reports"]
+        assert len(rec.reports) == s["reports"]
         assert rec.attrs["arch"] == rec.saved[0]["arch"]
     assert gen.sample(5, seed=1).shape == (5, 1, 8, 8)
-    assert rec.saved[0]["depth"] == 3 and rec.saved[0]["lineage_images"] == 3 * budget["images_per_trial"]
+    assert rec.saved[0]["lineage_images"] == rec.attrs["lineage_images"] == 4 * s["images"]
+    assert rec.attrs["full_resolution"] is True
     assert len(rec.attrs["arch"]["d"][-1]) == 2  # grow's D layer + the d_layer below it
     with pytest.raises(GenasError, match="resolution"):  # 8x8 is the dataset's: no more grow
         space.train(suggest(space, 0, {"action": "grow", "channels": 8, "kernel": 3}), rec.ctx(data, rec.saved))

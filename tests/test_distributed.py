@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from pg import database
 
-from genas.search.growth import rank_trials
+from genas.search.ranking import rank_trials
 from genas.search.study import StudySpec, create_or_resume, open_storage
 
 STUDY = "dist"

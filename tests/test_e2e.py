@@ -1,4 +1,4 @@
-"""`genas search dggan --budget tiny --trials 4`, checked through the Optuna DB, MLflow and the registry."""
+"""`genas search dggan --budget tiny` (its whole beam), checked through the Optuna DB, MLflow and the registry."""
 import json
 import re
 import subprocess
@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from genas.cli import cli
+from genas.spaces import get_space
 
 STUDY = "dggan-mnist5k"
 MODEL = f"genas-{STUDY}"
@@ -29,7 +30,7 @@ def test_cli_reports_and_registers(searched):
     assert "leaderboard" in result.output
     assert f"models:/{MODEL}@champion" in result.output
     # the live trial line: images seen, images/s, the intermediate metric
-    assert "256/256" in result.output and "img/s" in result.output and "swd_quick=" in result.output
+    assert re.search(r"\b(\d+)/\1\b", result.output) and "img/s" in result.output and "swd_quick=" in result.output
     assert (home.parent / f"{STUDY}-champion.png").stat().st_size > 0
 
 
@@ -37,20 +38,23 @@ def test_optuna_study_records_lineage(searched):
     home, _ = searched
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
     trials = study.get_trials()
-    assert len(trials) == 4
-    assert trials[0].user_attrs["parent"] is None and trials[0].params["action"] == "root"
+    space = get_space("dggan")
+    assert len(trials) == space.default_trials("tiny", space.resolve_options({}), 32)
+    roots = [t for t in trials if t.user_attrs["generation"] == 0]
+    assert len(roots) == space.budget("tiny")["roots"] and all(t.params["action"] == "root" for t in roots)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) >= 2
-    for t in trials[1:]:
+    assert len(complete) == len(trials)
+    for t in trials:
         parent = t.user_attrs["parent"]
-        if parent is not None:
-            earlier = {p.number for p in trials if p.number < t.number and p.state == TrialState.COMPLETE}
-            assert parent in earlier
-            assert t.params["action"] in ("g_layer", "d_layer", "grow")
-    assert any(t.user_attrs["parent"] is not None for t in trials), "no child trial grew from a parent"
+        if parent is not None:  # a child of one of the k best of the generation before
+            p = next(p for p in trials if p.number == parent)
+            assert p.user_attrs["generation"] == t.user_attrs["generation"] - 1 and parent in t.user_attrs["genas:top_k"]
+            assert t.params["action"] in ("train", "g_layer", "d_layer", "grow")
+            assert t.user_attrs["lineage_images"] == p.user_attrs["lineage_images"] + roots[0].user_attrs["lineage_images"]
     for t in complete:
         assert "arch" in t.user_attrs and "mlflow_run_id" in t.user_attrs
         assert t.values[0] == pytest.approx(t.user_attrs["swd"])
+    assert any(t.user_attrs["full_resolution"] for t in complete), "the beam never reached 32x32"
 
 
 def test_mlflow_runs_match_trials(searched):
@@ -67,7 +71,7 @@ def test_mlflow_runs_match_trials(searched):
     assert parents[0].info.status == "FINISHED"
     trial_runs = {r.data.tags["genas.trial"]: r for r in runs if "genas.trial" in r.data.tags}
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
-    assert len(trial_runs) == 4
+    assert len(trial_runs) == len(study.trials)
     for t in study.get_trials():
         run = trial_runs[str(t.number)]
         assert run.info.run_id == t.user_attrs["mlflow_run_id"]
@@ -76,7 +80,7 @@ def test_mlflow_runs_match_trials(searched):
         assert run.data.tags["genas.action"] == t.user_attrs["action"]
         # named for people: "trial-3 · grow G+D 4→8 16ch 3×3"
         assert run.info.run_name == f"trial-{t.number} · {t.user_attrs['action']}"
-        assert t.user_attrs["action"].split()[0] in ("root", "grow", "G", "D")
+        assert t.user_attrs["action"].split()[0] in ("root", "train", "grow", "G", "D")
         if t.state == TrialState.COMPLETE:
             assert run.info.status == "FINISHED"
             assert run.data.metrics["swd"] == pytest.approx(t.values[0])
@@ -96,7 +100,10 @@ def test_champion_alias_points_at_best_trial(searched):
     mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
     version = MlflowClient().get_model_version_by_alias(MODEL, "champion")
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
-    assert version.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+    at_full = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs["full_resolution"]]
+    best = min(at_full, key=lambda t: (t.values[0], t.number))  # the best at the dataset's resolution
+    assert version.run_id == best.user_attrs["mlflow_run_id"]
+    assert best.user_attrs["resolution"] == 32
 
 
 def readme_python_block() -> str:
@@ -171,10 +178,13 @@ def test_eval_scores_a_model_and_a_folder(searched):
     assert real_swd < float(values["swd"])
 
 
-def test_worker_joins_and_resumes(searched):
-    home, _ = searched
-    runner = CliRunner(env={"GENAS_HOME": str(home)})
-    result = runner.invoke(cli, ["worker", STUDY, "--trials", "1"])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
-    assert len(study.trials) == 5
+def test_worker_joins_and_resumes(genas_home):
+    runner = CliRunner()
+    created = runner.invoke(cli, ["search", "dggan", "--budget", "tiny", "--trials", "0", "--study-name", "joined"])
+    assert created.exit_code == 0, created.output
+    for _ in range(2):  # a worker joins the new study, another resumes it
+        result = runner.invoke(cli, ["worker", "joined", "--trials", "1"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    study = optuna.load_study(study_name="joined", storage=f"sqlite:///{genas_home / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert [t.user_attrs["genas:slot"] for t in study.trials] == ["0/0", "0/1"]

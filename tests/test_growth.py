@@ -1,23 +1,45 @@
-"""The top-k growth sampler: parents only from the k best complete trials, fresh actions, roots first."""
+"""The beam behind dggan: generations, ranking within a generation, the control child, atomic slots."""
+import json
+import threading
+
+import numpy as np
 import optuna
 import pytest
+from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
-from genas.search.growth import GrowthSampler, rank_trials
+from genas.errors import GenasError
+from genas.search.beam import MAX_ATTEMPTS, PLAN_ATTR, SLOT_ATTR, Beam
+from genas.search.growth import GrowthSampler
+from genas.search.locks import StudyLock
+from genas.search.ranking import pareto_fronts, rank_trials
 from genas.spaces.base import GrowableSpace
 
 
 class ToySpace(GrowableSpace):
+    """Roots 0..R-1; every parent gets a control and two growth children; arch = the lineage's path."""
+
     name = "toy"
     generator_cls = object
-    action_params = {"action": ("root", "up"), "channels": (1, 2, 3)}
-    budgets = {"tiny": {"top_k": 2}}
+    action_params = {"action": ("root", "train", "grow"), "channels": tuple(range(100))}
+    budgets = {"tiny": {}}
 
-    def root_actions(self, resolution, budget):
-        return [{"action": "root", "channels": c} for c in (1, 2)]
+    def __init__(self, roots: int = 3, k: int = 2, generations: int = 2) -> None:
+        self.roots, self.k, self.generations = roots, k, generations
 
-    def next_actions(self, arch, resolution, budget):
-        return [{"action": "up", "channels": c} for c in (1, 2, 3)]
+    def beam(self, options, budget, resolution):
+        return {"k": self.k, "generations": self.generations}
+
+    def root_actions(self, options, budget, resolution, rng):
+        return [{"action": "root", "channels": c} for c in range(self.roots)]
+
+    def child_actions(self, parent_params, parent_arch, generations_left, options, budget, resolution, rng):
+        grows = rng.choice(50, size=2, replace=False) + 10
+        return [{"action": "train", "channels": parent_params["channels"]}] + \
+            [{"action": "grow", "channels": int(c)} for c in grows]
+
+    def action_label(self, action, parent_arch):
+        return f"{action['action']} {action['channels']}"
 
     def suggest(self, trial, ctx):
         return {name: trial.suggest_categorical(name, choices) for name, choices in self.action_params.items()}
@@ -26,65 +48,130 @@ class ToySpace(GrowableSpace):
         raise NotImplementedError
 
 
-def _complete(value, number_hint):
-    return create_trial(value=value, state=TrialState.COMPLETE, user_attrs={"arch": {"id": number_hint}})
+def make_study(space: ToySpace, seed: int = 0, name: str = "toy") -> tuple[optuna.Study, GrowthSampler]:
+    beam = Beam(space, {}, "tiny", 32, seed, [StudyDirection.MINIMIZE])
+    sampler = GrowthSampler(beam, StudyLock(None, name), poll_s=0.01)
+    return optuna.create_study(sampler=sampler, study_name=name), sampler
 
 
-def test_first_trial_is_a_root_and_params_follow_the_plan():
-    space = ToySpace()
-    study = optuna.create_study(sampler=GrowthSampler(space, 32, "tiny", k=2, seed=0))
+def run_one(study: optuna.Study, sampler: GrowthSampler, score, state=TrialState.COMPLETE) -> optuna.trial.FrozenTrial:
     trial = study.ask()
-    assert trial.user_attrs["parent"] is None
-    config = space.suggest(trial, None)
-    assert config["action"] == "root"
-    assert f"channels={config['channels']}" in trial.user_attrs["action"]
+    sampler.claim(trial)
+    config = {n: trial.suggest_categorical(n, c) for n, c in ToySpace.action_params.items()}
+    trial.set_user_attr("arch", {"path": [config["channels"]]})
+    study.tell(trial, score(trial, config) if state == TrialState.COMPLETE else None, state=state)
+    return study.get_trials()[-1]
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_parents_come_only_from_the_top_k(seed):
-    space = ToySpace()
-    study = optuna.create_study(sampler=GrowthSampler(space, 32, "tiny", k=2, seed=seed))
-    for i, value in enumerate([5.0, 1.0, 3.0, 0.5, 9.0]):
-        study.add_trial(_complete(value, i))
-    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"arch": {}}))  # never a parent
-    best_two = {3, 1}  # values 0.5 and 1.0
-    parents = []
-    for _ in range(6):  # 2 parents x 3 actions: every fresh action of the top-k, no repeats
+def test_generations_expand_the_top_k_of_the_last_generation_only():
+    space = ToySpace(roots=3, k=2, generations=3)
+    study, sampler = make_study(space)
+    # roots score 5, 1, 3; gen-1 children all score worse (10+) than the best root, gen 2 better again
+    scores = {0: lambda t, c: [5.0, 1.0, 3.0][c["channels"]], 1: lambda t, c: 10.0 + c["channels"] / 100,
+              2: lambda t, c: 0.5 + c["channels"] / 1000}
+    done = [run_one(study, sampler, lambda t, c: scores[min(t.user_attrs["generation"], 2)](t, c))
+            for _ in range(3 + 6 + 6)]
+    gens = [t.user_attrs["generation"] for t in done]
+    assert gens == [0] * 3 + [1] * 6 + [2] * 6
+    roots = done[:3]
+    assert [json.loads(t.user_attrs[PLAN_ATTR])["channels"] for t in roots] == [0, 1, 2]  # roots differ
+    gen1, gen2 = done[3:9], done[9:]
+    assert {t.user_attrs["parent"] for t in gen1} == {roots[1].number, roots[2].number}  # the 2 best roots
+    best_gen1 = sorted(gen1, key=lambda t: (t.value, t.number))[:2]
+    # every gen-1 child is worse than root 1 (value 1.0): a history-wide ranking would pick root 1 again
+    assert {t.user_attrs["parent"] for t in gen2} == {t.number for t in best_gen1}
+    assert gen2[0].user_attrs["genas:top_k"] == [t.number for t in best_gen1]
+    for generation in (gen1, gen2):  # each parent has exactly one control child, first
+        for parent in {t.user_attrs["parent"] for t in generation}:
+            kids = [t for t in generation if t.user_attrs["parent"] == parent]
+            assert [json.loads(k.user_attrs[PLAN_ATTR])["action"] for k in kids] == ["train", "grow", "grow"]
+            assert len({k.user_attrs[SLOT_ATTR] for k in kids}) == 3
+    pairs = [(t.user_attrs["parent"], t.user_attrs[PLAN_ATTR]) for t in done]
+    assert len(pairs) == len(set(pairs))  # no (parent, action) twice
+
+
+def test_the_plan_is_the_same_for_every_worker_and_params_follow_it():
+    a, b = make_study(ToySpace(), seed=3, name="a"), make_study(ToySpace(), seed=3, name="b")
+    plans = []
+    for study, sampler in (a, b):
+        done = [run_one(study, sampler, lambda t, c: float(c["channels"] % 7)) for _ in range(9)]
+        plans.append([(t.user_attrs[SLOT_ATTR], t.user_attrs[PLAN_ATTR]) for t in done])
+        for t in done:
+            assert t.params["channels"] == json.loads(t.user_attrs[PLAN_ATTR])["channels"]
+    assert plans[0] == plans[1]
+
+
+def test_a_busy_generation_waits_and_failed_slots_are_retried_once():
+    study, sampler = make_study(ToySpace(roots=2, k=1))
+    beam = sampler.beam
+    first = study.ask()
+    sampler.claim(first)
+    second = study.ask()
+    sampler.claim(second)
+    assert beam.next_slot(study.get_trials()) is None  # both roots run: the next trial must wait
+    study.tell(first, state=TrialState.FAIL)
+    retry = study.ask()
+    sampler.claim(retry)  # the failed root's slot is free again
+    assert retry.user_attrs[SLOT_ATTR] == first.user_attrs[SLOT_ATTR]
+    study.tell(retry, state=TrialState.FAIL)
+    assert MAX_ATTEMPTS == 2 and beam.next_slot(study.get_trials()) is None  # given up; root 1 still runs
+
+    waiter_slot = []
+
+    def waiter():
         trial = study.ask()
-        parents.append(trial.user_attrs["parent"])
-        config = space.suggest(trial, None)
-        assert config["action"] == "up"
-        study.tell(trial, state=TrialState.PRUNED)  # pruned children do not join the history
-    assert set(parents) == best_two
-    assert sorted(parents).count(1) == 3 and sorted(parents).count(3) == 3
+        sampler.claim(trial)  # blocks until root 1 finishes and generation 1 is planned
+        waiter_slot.append(trial.user_attrs[SLOT_ATTR])
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    thread.join(0.2)
+    assert thread.is_alive() and not waiter_slot
+    second.set_user_attr("arch", {"path": [1]})
+    study.tell(second, 2.0)
+    thread.join(5)
+    assert waiter_slot == ["1/0"]
 
 
-def test_top_k_follows_new_results():
-    space = ToySpace()
-    sampler = GrowthSampler(space, 32, "tiny", k=1, seed=0)
-    study = optuna.create_study(sampler=sampler)
-    study.add_trial(_complete(2.0, 0))
-    assert [t.number for t in sampler.top_k(study)] == [0]
-    study.add_trial(_complete(1.0, 1))
-    assert [t.number for t in sampler.top_k(study)] == [1]
-    assert study.ask().user_attrs["parent"] == 1
+def test_a_generation_that_completes_nothing_stops_the_beam_with_the_reasons():
+    study, sampler = make_study(ToySpace(roots=1, k=1))
+    for _ in range(MAX_ATTEMPTS):
+        trial = study.ask()
+        sampler.claim(trial)
+        trial.set_user_attr("fail_reason", "RuntimeError: out of memory")
+        study.tell(trial, state=TrialState.FAIL)
+    with pytest.raises(GenasError, match="no complete candidate.*out of memory"):
+        sampler.claim(study.ask())
 
 
-def test_rank_trials_multi_objective_pareto_first():
+def _brute_fronts(values: np.ndarray) -> np.ndarray:
+    n = len(values)
+    fronts, remaining, level = np.full(n, -1), set(range(n)), 0
+    while remaining:
+        front = {i for i in remaining if not any(np.all(values[j] <= values[i]) and np.any(values[j] < values[i])
+                                                  for j in remaining if j != i)}
+        for i in front:
+            fronts[i] = level
+        remaining -= front
+        level += 1
+    return fronts
+
+
+@pytest.mark.parametrize("objectives", [2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_pareto_fronts_match_the_definition(objectives, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 6, size=(60, objectives)).astype(float)  # many ties
+    assert np.array_equal(pareto_fronts(values), _brute_fronts(values))
+
+
+def test_rank_trials_front_first_then_first_objective():
     trials = [create_trial(values=v, state=TrialState.COMPLETE) for v in ([1, 5], [2, 2], [3, 3], [0, 9])]
     for i, t in enumerate(trials):
         t.number = i
-    dirs = [optuna.study.StudyDirection.MINIMIZE] * 2
-    ranked = [t.number for t in rank_trials(trials, dirs)]
-    assert set(ranked[:3]) == {0, 1, 3} and ranked[3] == 2  # [3, 3] is dominated by [2, 2]
-
-
-def test_inner_sampler_handles_other_params():
-    space = ToySpace()
-    study = optuna.create_study(sampler=GrowthSampler(space, 32, "tiny", k=2, seed=0))
-    values = set()
-    for _ in range(5):
-        trial = study.ask()
-        values.add(trial.suggest_float("lr", 1e-4, 1e-2, log=True))
-        study.tell(trial, 1.0)
-    assert len(values) == 5 and all(1e-4 <= v <= 1e-2 for v in values)
+    ranked = [t.number for t in rank_trials(trials, [StudyDirection.MINIMIZE] * 2)]
+    assert ranked == [3, 0, 1, 2]  # [3, 3] is dominated by [2, 2]
+    single = [create_trial(value=v, state=TrialState.COMPLETE) for v in (1.0, 3.0, 2.0, 3.0)]
+    for i, t in enumerate(single):
+        t.number = i
+    assert [t.number for t in rank_trials(single, [StudyDirection.MAXIMIZE])] == [1, 3, 2, 0]

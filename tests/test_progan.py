@@ -10,8 +10,8 @@ import torch
 from genas.data import Dataset
 from genas.errors import GenasError
 from genas.spaces import TrialContext, generator_from_state, get_space
-from genas.spaces.dggan.network import resolution_of
-from genas.spaces.progan.space import ProGANGenerator, schedule, width_at
+from genas.spaces.gan.grown import resolution_of
+from genas.spaces.progan.train import ProGANGenerator, schedule, width_at
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -25,22 +25,24 @@ def test_schedule_reaches_the_dataset_resolution():
     assert [width_at(r, 64) for r in (4, 8, 16, 32, 64, 1024)] == [64, 64, 64, 32, 16, 8]
 
 
-def test_budgets_match_a_dggan_lineage():
+def test_a_trial_trains_on_a_dggan_lineage_of_images():
     progan, dggan = get_space("progan"), get_space("dggan")
     for name in ("tiny", "small", "full"):
         b = progan.budget(name)
-        assert b["images_per_trial"] > dggan.budget(name)["images_per_trial"]
-        assert {"images_per_trial", "batch_size", "eval_samples", "quick_eval_samples", "reports", "top_k",
-                "trials"} <= set(b)
+        s = dggan.settings(dggan.resolve_options({}), name, 32)
+        assert b["images_per_trial"] == s["lineage_images"]
+        assert abs(s["images"] * (s["generations"] + 1) - b["images_per_trial"]) <= (s["generations"] + 1) * s["batch_size"]
+        assert {"images_per_trial", "batch_size", "eval_samples", "quick_eval_samples", "reports", "trials"} <= set(b)
 
 
 def test_tiny_trial_trains_the_whole_schedule():
     space = get_space("progan")
     data = Dataset("random", "random16", torch.rand(64, 1, 16, 16) * 2 - 1)
     study = optuna.create_study()
-    study.enqueue_trial({"lr": 1e-3, "width": 8, "latent": 16, "n_critic": 1, "gp_weight": 10.0})
+    study.enqueue_trial({"lr": 1e-3, "width": 8, "latent": 16, "r1_gamma": 1.0})
     reports, attrs, saved = [], {}, []
     ctx = TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0,
+                       options=space.resolve_options({}),
                        reporter=lambda s, m: reports.append((s, m)), attr_setter=attrs.__setitem__,
                        state_saver=lambda c, t: saved.append((c, t)))
     config = space.suggest(study.ask(), ctx)

@@ -19,18 +19,19 @@ def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path
     with running(cmd, f"{uri}/health", env={"GENAS_HOME": str(genas_home)}) as server:
         env = {"GENAS_HOME": str(genas_home), "MLFLOW_TRACKING_URI": uri, "PATH": "/usr/bin:/bin",
                "HOME": str(tmp_path)}
-        out = subprocess.run([sys.executable, "-m", "genas.cli", "search", "dggan", "--budget", "tiny", "--trials",
-                              "3", "--storage", storage], env=env, capture_output=True, text=True, timeout=600,
-                             cwd=tmp_path)
+        # digits are 8x8: the tiny beam reaches it in 6 trials (2 roots, 2 generations of 2)
+        out = subprocess.run([sys.executable, "-m", "genas.cli", "search", "dggan", "--budget", "tiny",
+                              "--dataset", "digits", "--storage", storage], env=env, capture_output=True,
+                             text=True, timeout=600, cwd=tmp_path)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         client = MlflowClient(uri)
-        study = optuna.load_study(study_name="dggan-mnist5k", storage=storage)
+        study = optuna.load_study(study_name="dggan-digits", storage=storage)
         children = [t for t in study.trials if t.user_attrs.get("parent") is not None]
         assert children and all(t.state == TrialState.COMPLETE for t in children)
         for t in study.trials:
             run = client.get_run(t.user_attrs["mlflow_run_id"])
             assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
-        assert client.get_model_version_by_alias("genas-dggan-mnist5k", "champion")
+        assert client.get_model_version_by_alias("genas-dggan-digits", "champion")
     banner = output(server)
     assert f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}" in banner
     assert f"genas worker STUDY --storage {storage}" in banner

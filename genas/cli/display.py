@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from genas.cli.app import console
-from genas.report.labels import detail, parent_label
+from genas.report.labels import detail, generation_label, images_label, parent_label
 
 
 @contextmanager
@@ -62,7 +62,7 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
     from optuna.trial import TrialState
     from rich.table import Table
 
-    from genas.search.growth import rank_trials
+    from genas.search.ranking import rank_trials
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -73,11 +73,16 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
     table.add_column("trial")
     for name in spec.objectives:
         table.add_column(name, justify="right")
-    table.add_column("parent")
+    table.add_column("images", justify="right")
+    grows = any("generation" in t.user_attrs for t in complete)
+    if grows:
+        table.add_column("gen", justify="right")
+        table.add_column("parent")
     table.add_column("action / params")
     table.add_column("duration", justify="right")
     for i, t in enumerate(rank_trials(complete, study.directions)[:limit] if complete else []):
         duration = f"{t.duration.total_seconds():.0f}s" if t.duration else "-"
-        table.add_row(str(i + 1), str(t.number), *(f"{v:.3f}" for v in t.values), parent_label(t), detail(t),
-                      duration)
+        lineage = [generation_label(t), parent_label(t)] if grows else []
+        table.add_row(str(i + 1), str(t.number), *(f"{v:.3f}" for v in t.values), images_label(t), *lineage,
+                      detail(t), duration)
     console().print(table)

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from genas.cli.app import BUDGET_CHOICE, GenasGroup, cli, console
-from genas.cli.display import detail, leaderboard, parent_label, progress_display
+from genas.cli.display import leaderboard, progress_display
+from genas.report.labels import detail, generation_label, images_label, parent_label
 from genas.errors import GenasError
 
 
@@ -25,7 +26,8 @@ from genas.errors import GenasError
 @click.option("--pruner", default=None,
               help="median, hyperband, successive_halving, percentile or none (single objective only) "
                    "[default: the space's: none for dggan, median otherwise].")
-@click.option("--top-k", type=int, default=None, help="Growth sampler: parents come from the k best [default: the budget's].")
+@click.option("--top-k", type=int, default=None,
+              help="Growth sampler: each generation expands the k best of the last [default: the budget's].")
 @click.option("--storage", default=None, help="Optuna storage URL [default: $GENAS_STORAGE or sqlite in the genas home].")
 @click.option("--study-name", default=None, help="[default: SPACE-DATASET]; an existing study is resumed.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -52,14 +54,15 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
                      seed=seed, top_k=top_k, options=parse_settings(settings))
     validate_spec(spec)
     # a bad dataset or option fails here, before the study exists
-    space_obj.check(load_dataset(dataset), space_obj.resolve_options(spec.options), budget=budget,
-                    objectives=spec.objectives)
+    data = load_dataset(dataset)
+    options = space_obj.resolve_options(spec.options)
+    space_obj.check(data, options, budget=budget, objectives=spec.objectives)
     if image_objectives(spec, space_obj):
         preflight(image_objectives(spec, space_obj))
     resolve_device(device)
     name = study_name or default_study_name(space, dataset)
     study = create_or_resume(name, spec, open_storage(storage))
-    n_trials = trials if trials is not None else space_obj.budget(budget)["trials"]
+    n_trials = trials if trials is not None else space_obj.default_trials(budget, options, data.resolution)
 
     from genas.registry.promote import promote
     from genas.report import log_study_report
@@ -71,7 +74,8 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
                    f"  genas worker {name}" + (f" --storage {storage}" if storage else ""))
         return
     with progress_display(n_trials) as hooks:
-        study = run_worker(study, spec, n_trials=n_trials, timeout=timeout, device=device, progress=hooks)
+        study = run_worker(study, spec, n_trials=n_trials, timeout=timeout, device=device, progress=hooks,
+                           storage_url=storage)
     leaderboard(study, spec)
     promotion = promote(study, alias)
     log_study_report(study, spec)
@@ -150,7 +154,7 @@ def worker(study_name: str, trials: int | None, timeout: float | None, total_tri
     try:
         with progress_display(trials) as hooks:
             study = run_worker(study, spec, n_trials=trials, timeout=timeout, device=device, progress=hooks,
-                               total_trials=total_trials)
+                               total_trials=total_trials, storage_url=storage)
     except KeyboardInterrupt as stop:
         click.secho(f"worker stopped ({stop or 'SIGINT'}); the running trial was failed and queued again",
                     fg="yellow", err=True)
@@ -199,13 +203,17 @@ def study_show(study_name: str, storage: str | None) -> None:
     goals = ", ".join(f"{d.name.lower()[:3]}imise {o}" for o, d in zip(spec.objectives, st.directions))
     options = f", {' '.join(f'{k}={v}' for k, v in spec.options.items())}" if spec.options else ""
     table = Table(title=f"{study_name}: {spec.space} on {spec.dataset} ({spec.budget}{options}), {goals}")
-    for col in ("trial", "state", *spec.objectives, "parent", "action / params", "duration", "note"):
+    trials = st.get_trials(deepcopy=False)
+    grows = any("generation" in t.user_attrs for t in trials)
+    lineage_cols = ("gen", "parent") if grows else ()
+    for col in ("trial", "state", *spec.objectives, "images", *lineage_cols, "action / params", "duration", "note"):
         table.add_column(col)
-    for t in st.get_trials(deepcopy=False):
+    for t in trials:
         values = [f"{v:.3f}" for v in t.values] if t.values else ["-"] * len(spec.objectives)
         duration = f"{t.duration.total_seconds():.1f}s" if t.duration else "-"
         note = str(t.user_attrs.get("fail_reason", ""))[:60] if t.state.name == "FAIL" else ""
-        table.add_row(str(t.number), t.state.name, *values, parent_label(t), detail(t), duration, note)
+        lineage = (generation_label(t), parent_label(t)) if grows else ()
+        table.add_row(str(t.number), t.state.name, *values, images_label(t), *lineage, detail(t), duration, note)
     out = console()
     out.print(table)
     effects = switch_effects(st.get_trials(deepcopy=False), st.directions[0])

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from genas.errors import GenasError
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, client
-from genas.search.growth import rank_trials
+from genas.search.ranking import rank_trials
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +19,24 @@ def registered_name(study_name: str) -> str:
     return f"genas-{study_name}"
 
 
+def eligible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a complete trial may be a champion: a grown model only at the dataset's resolution."""
+    return trial.state == TrialState.COMPLETE and trial.user_attrs.get("full_resolution", True) is not False
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The single best trial; for several objectives, the Pareto trial best on the first (ties: earliest)."""
+    """The single best eligible trial; for several objectives, the Pareto trial best on the first
+    (ties: earliest)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise GenasError(f"study {study.study_name!r} has no complete trial to register yet; "
                          "run more trials (`genas worker`) first")
-    if len(study.directions) == 1:
-        return study.best_trial
-    return rank_trials(study.best_trials, study.directions)[0]
+    candidates = [t for t in complete if eligible(t)]
+    if not candidates:
+        raise GenasError(f"study {study.study_name!r} has no complete trial at the dataset's resolution yet (its "
+                         f"best grow as far as {max(t.user_attrs.get('resolution', 0) for t in complete)} px); "
+                         "run more trials (`genas worker`) so that the beam reaches it")
+    return rank_trials(candidates, study.directions)[0]
 
 
 @dataclass(frozen=True)

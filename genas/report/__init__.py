@@ -42,12 +42,13 @@ class ReportParts:
 
 
 def build_report(study: optuna.Study, spec: StudySpec, best_samples: int = BEST_SAMPLES) -> ReportParts:
-    from genas.search.growth import rank_trials
+    from genas.registry.promote import eligible
+    from genas.search.ranking import rank_trials
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     ranked = rank_trials(complete, study.directions) if complete else []
-    champion = ranked[0].number if ranked else None
+    champion = next((t.number for t in ranked if eligible(t)), None)
     parts = ReportParts(study.study_name, spec, trials, ranked, champion,
                         switches=switch_effects(trials, study.directions[0]),
                         directions=[d.name.lower() for d in study.directions])

@@ -18,3 +18,15 @@ def parent_label(trial: FrozenTrial) -> str:
 def detail(trial: FrozenTrial) -> str:
     """The growth action, or the sampled params for the other spaces."""
     return trial.user_attrs.get("action") or ", ".join(f"{k}={short(v)}" for k, v in trial.params.items())
+
+
+def generation_label(trial: FrozenTrial) -> str:
+    """The beam generation of a growth trial, or empty."""
+    generation = trial.user_attrs.get("generation")
+    return "" if generation is None else str(generation)
+
+
+def images_label(trial: FrozenTrial) -> str:
+    """The training images behind the trial's model (its whole lineage for dggan), or empty."""
+    images = trial.user_attrs.get("lineage_images")
+    return "" if images is None else f"{images:,}"

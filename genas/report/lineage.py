@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from genas.search.growth import ACTION_ATTR, PARENT_ATTR
+from genas.search.beam import ACTION_ATTR, PARENT_ATTR
 from genas.spaces.base import Space
 
 STATE_COLOURS = {TrialState.COMPLETE: "#dbe9f6", TrialState.FAIL: "#f4cccc", TrialState.PRUNED: "#eeeeee",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genas.report.ablation import fmt
-from genas.report.labels import detail, parent_label
+from genas.report.labels import detail, generation_label, images_label, parent_label
 
 if TYPE_CHECKING:
     from genas.report import ReportParts
@@ -37,7 +37,8 @@ def render(parts: "ReportParts", limit: int = 50) -> str:
         values = "".join(f'<td class="num">{v:.3f}</td>' for v in t.values)
         duration = f"{t.duration.total_seconds():.0f}s" if t.duration else "-"
         css = ' class="champion"' if t.number == parts.champion else ""
-        rows.append(f"<tr{css}><td>{rank}</td><td>{t.number}</td>{values}<td>{esc(parent_label(t))}</td>"
+        rows.append(f"<tr{css}><td>{rank}</td><td>{t.number}</td>{values}<td class=num>{esc(images_label(t))}</td>"
+                    f"<td class=num>{esc(generation_label(t))}</td><td>{esc(parent_label(t))}</td>"
                     f"<td>{esc(detail(t))}</td><td class=num>{duration}</td>"
                     f"<td>{esc(str(t.user_attrs.get('mlflow_run_id', '')))}</td></tr>")
     head = "".join(f"<th>{esc(o)}</th>" for o in spec.objectives)
@@ -56,7 +57,7 @@ sampler {esc(spec.sampler)}, pruner {esc(spec.pruner)}. Trials: {esc(counts or '
 Champion: {f'trial {parts.champion}' if parts.champion is not None else 'none yet'}.
 Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
 <h2>Leaderboard</h2>
-<table><tr><th>rank</th><th>trial</th>{head}<th>parent</th><th>action / params</th><th>duration</th>
+<table><tr><th>rank</th><th>trial</th>{head}<th>images</th><th>gen</th><th>parent</th><th>action / params</th><th>duration</th>
 <th>MLflow run</th></tr>{''.join(rows)}</table>
 <h2>Best sample grids</h2><div class="grids">{grids or '<p>none yet</p>'}</div>
 {_switch_table(parts)}

@@ -23,6 +23,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 from genas.errors import first_line
+from genas.search.beam import SLOT_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +53,26 @@ def close_trial_run(trial: FrozenTrial, reason: str, status: str = "KILLED") -> 
 
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry of heartbeat-stale trials, plus closing the dead trial's MLflow run."""
+    """Optuna's retry of heartbeat-stale trials, plus closing the dead trial's MLflow run.
+
+    A trial that held a slot of a beam (dggan) is not copied: its failure frees the slot, and
+    the next trial that claims one takes it (at most ``beam.MAX_ATTEMPTS`` tries a slot).
+    """
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         log.warning("trial %d: %s", trial.number, STALE_REASON)
         close_trial_run(trial, STALE_REASON)
-        super().__call__(study, trial)
+        if SLOT_ATTR not in trial.user_attrs:
+            super().__call__(study, trial)
 
 
 def retry_interrupted(study: optuna.Study, number: int) -> None:
     """Queue again a trial this worker failed because it was told to stop (at most once)."""
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
     if trial is not None and trial.state == optuna.trial.TrialState.FAIL:
-        RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
-        log.warning("trial %d was interrupted; queued again for the next worker", number)
+        if SLOT_ATTR not in trial.user_attrs:  # a beam's slot frees itself (see RetryStaleTrial)
+            RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+        log.warning("trial %d was interrupted; it will be run again by the next worker", number)
 
 
 class ResilientRDBStorage(RDBStorage):

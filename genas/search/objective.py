@@ -29,7 +29,7 @@ from genas.images import save_grid
 from genas.registry.model import read_state, save_pyfunc_model, write_state
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, STATE_ARTIFACT, RunLogger, start_run
 from genas.report.labels import short
-from genas.search.growth import ACTION_ATTR, PARENT_ATTR
+from genas.search.beam import ACTION_ATTR, PARENT_ATTR
 from genas.search.study import StudySpec
 from genas.spaces.base import Generator, Space, Tensors, TrialContext, outputs_of
 
@@ -75,6 +75,7 @@ class Objective:
     progress: Progress = field(default_factory=Progress)
     current_trial: int | None = None  # the trial running now, for the worker's stop handling
     spent: dict[str, float] = field(default_factory=dict)  # seconds per phase of the current trial
+    images_done: int = 0  # training images the current trial has seen so far
 
     @contextlib.contextmanager
     def _timed(self, phase: str) -> Iterator[None]:
@@ -91,7 +92,11 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.current_trial = trial.number
         self.spent = {}
+        self.images_done = 0
         started = time.perf_counter()
+        claim = getattr(trial.study.sampler, "claim", None)
+        if claim is not None:  # a planning sampler (dggan's beam) gives the trial its candidate first
+            claim(trial)
         attrs = trial.user_attrs
         tags = {"genas.study": self.study_name, "genas.space": self.space.name,
                 "genas.trial": str(trial.number), "genas.dataset": self.spec.dataset,
@@ -140,6 +145,8 @@ class Objective:
                 f"{k}={short(v)}" for k, v in trial.params.items())})
         with self._timed("train"):
             generator = self.space.train(config, ctx)
+        if "lineage_images" not in trial.user_attrs:  # a family that does not grow: its own images
+            ctx.set_attr("lineage_images", self.images_done)
 
         names = self.space.final_metrics(self.spec.objectives, self.dataset)
         own = [m for m in names if m in self.space.own_metrics]
@@ -153,9 +160,9 @@ class Objective:
                     metrics.update(evaluate(fake, self.dataset, images, device=self.device,
                                             n_real=budget["eval_samples"], seed=self.spec.seed))
                 grid = fake[:GRID_SAMPLES]
-        run.metrics(metrics, step=budget["images_per_trial"])
+        run.metrics(metrics, step=self.images_done)
         if grid is not None:
-            run.image(grid, "samples", budget["images_per_trial"])
+            run.image(grid, "samples", self.images_done)
         missing = [o for o in self.spec.objectives if o not in metrics]
         if missing:
             raise GenasError(f"space {self.space.name} did not compute {', '.join(missing)}; "
@@ -225,10 +232,14 @@ class Objective:
             trial.set_user_attr(key, value)
             run.tags({f"genas.{key}": value})
 
+        def advance(done: int, total: int) -> None:
+            self.images_done = done
+            self.progress.images(done, total)
+
         return TrialContext(dataset=self.dataset, budget=self.spec.budget, device=self.device, seed=seed,
                             trial=trial, options=self.space.resolve_options(self.spec.options),
                             reporter=report, quick_evaluator=quick_eval, parent_loader=parent_state,
-                            state_saver=save_state, attr_setter=set_attr, progress=self.progress.images)
+                            state_saver=save_state, attr_setter=set_attr, progress=advance)
 
     @staticmethod
     def load_trial_state(study: optuna.Study, number: int) -> tuple[dict, Tensors]:

@@ -91,17 +91,22 @@ def warn_if_shared_sqlite(study: optuna.Study, url: str | None, processes: int =
                     "machine use --storage journal:PATH, across machines postgresql://USER@HOST/DB", url)
 
 
-def build_sampler(spec: StudySpec, space: Space, resolution: int) -> optuna.samplers.BaseSampler:
-    multi = len(spec.objectives) > 1
+def build_sampler(spec: StudySpec, space: Space, resolution: int, storage_url: str | None = None,
+                  study_name: str = "") -> optuna.samplers.BaseSampler:
     seed = spec.seed
     if spec.sampler == "growth":
         if not isinstance(space, GrowableSpace):
             raise GenasError(f"space {space.name} does not grow; use --sampler tpe, random, cmaes, qmc or nsga2")
+        from genas.search.beam import Beam
         from genas.search.growth import GrowthSampler
+        from genas.search.locks import StudyLock
 
-        inner = optuna.samplers.NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
-        k = spec.top_k or space.budget(spec.budget)["top_k"]
-        return GrowthSampler(space, resolution, spec.budget, k=k, inner=inner, seed=seed)
+        options = space.resolve_options(spec.options)
+        if spec.top_k:
+            options["k"] = spec.top_k
+        beam = Beam(space, options, spec.budget, resolution, seed, [optuna.study.StudyDirection[d.upper()]
+                                                                    for d in directions(spec)])
+        return GrowthSampler(beam, StudyLock(storage_url or default_storage_url(), study_name))
     if space.samplers is not None and spec.sampler not in space.samplers:
         raise GenasError(f"space {space.name} searches with --sampler {' or '.join(space.samplers)}, "
                          f"not {spec.sampler}; leave --sampler out to use its default")
@@ -117,13 +122,13 @@ def build_sampler(spec: StudySpec, space: Space, resolution: int) -> optuna.samp
     return factories[spec.sampler]()
 
 
-def build_pruner(spec: StudySpec, space: Space) -> optuna.pruners.BasePruner:
+def build_pruner(spec: StudySpec, space: Space, resolution: int) -> optuna.pruners.BasePruner:
     if len(spec.objectives) > 1 or spec.pruner == "none":
         # Optuna has no pruning for multi-objective studies.
         return optuna.pruners.NopPruner()
     # Steps are images seen. New layers fade in over the first half of a trial, when the score
     # gets worse before it gets better: no pruning decision is taken there.
-    images = space.budget(spec.budget)["images_per_trial"]
+    images = space.trial_images(spec.budget, space.resolve_options(spec.options), resolution)
     warmup = images // 2
     factories = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup),
@@ -178,23 +183,39 @@ def directions(spec: StudySpec) -> list[str]:
     return [space.direction(o) for o in spec.objectives]
 
 
+RESUME_FLAGS = {"dataset": "--dataset", "budget": "--budget", "objectives": "--objective", "seed": "--seed",
+                "top_k": "--top-k"}
+
+
 def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna.Study:
-    """Create the study, or resume it when the stored spec agrees on space and objectives."""
+    """Create the study, or resume it when the stored spec agrees with this one.
+
+    A resumed study runs on its stored settings; a different dataset, budget, seed, objective,
+    top-k or option would mix new settings into old trials, so it is refused.
+    """
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
         study = optuna.load_study(study_name=name, storage=storage)
         stored = StudySpec.from_attrs(study.user_attrs, name)
-        if stored.options != spec.options and spec.options:
+        if stored.space != spec.space:
+            raise GenasError(f"study {name!r} searches {stored.space}, not {spec.space}; pass another --study-name")
+        for key, flag in RESUME_FLAGS.items():
+            old, new = getattr(stored, key), getattr(spec, key)
+            if old != new and not (key == "top_k" and new is None):
+                shown = ",".join(old) if isinstance(old, tuple) else old
+                raise GenasError(f"study {name!r} was created with {flag} {shown}, not "
+                                 f"{','.join(new) if isinstance(new, tuple) else new}; resume it with {flag} {shown} "
+                                 "(or leave the flag out), or pass another --study-name")
+        if spec.options and stored.options != spec.options:
             raise GenasError(f"study {name!r} was created with options {stored.options or 'none'}, not {spec.options}; "
                              "leave --set out to resume it, or pass another --study-name")
-        if (stored.space, stored.objectives) != (spec.space, spec.objectives):
-            raise GenasError(f"study {name!r} searches {stored.space} on {','.join(stored.objectives)}, "
-                             f"not {spec.space} on {','.join(spec.objectives)}; pass another --study-name")
         return study
     study = optuna.create_study(study_name=name, storage=storage,
                                 directions=directions(spec))
     study.set_metric_names(list(spec.objectives))
     for key, value in spec.to_attrs().items():
         study.set_user_attr(key, value)
+    for params in get_space(spec.space).initial_trials(spec.budget):
+        study.enqueue_trial(params, user_attrs={"initial": True})
     # The MLflow parent run is made here, by the one process creating the study, so that workers
     # starting together never each make their own.
     from genas.search.worker import study_parent_run
@@ -213,7 +234,9 @@ def load_study(name: str, storage: BaseStorage) -> tuple[optuna.Study, StudySpec
     return study, StudySpec.from_attrs(study.user_attrs, name)
 
 
-def attach_search(study: optuna.Study, spec: StudySpec, space: Space, resolution: int) -> optuna.Study:
+def attach_search(study: optuna.Study, spec: StudySpec, space: Space, resolution: int,
+                  storage_url: str | None = None) -> optuna.Study:
     """Reload the study with the sampler and pruner its spec names (both are per-process objects)."""
     return optuna.load_study(study_name=study.study_name, storage=study._storage,
-                             sampler=build_sampler(spec, space, resolution), pruner=build_pruner(spec, space))
+                             sampler=build_sampler(spec, space, resolution, storage_url, study.study_name),
+                             pruner=build_pruner(spec, space, resolution))

@@ -43,16 +43,17 @@ def study_parent_run(study: optuna.Study, spec: StudySpec) -> tuple[str, str]:
 
 def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, timeout: float | None,
                device: str = "auto", progress: Progress | None = None,
-               total_trials: int | None = None) -> optuna.Study:
+               total_trials: int | None = None, storage_url: str | None = None) -> optuna.Study:
     """Run trials of ``study`` in this process until one of the limits is reached.
 
     ``n_trials``: trials this worker runs; ``timeout``: seconds after which it starts no new
-    trial; ``total_trials``: stop once the study has that many COMPLETE trials (all workers).
+    trial; ``total_trials``: stop once the study has that many COMPLETE trials (all workers);
+    ``storage_url``: the study's storage (None: the default), for the samplers' study-wide lock.
     """
     space = get_space(spec.space)
     dataset = load_dataset(spec.dataset)
     space.check(dataset, space.resolve_options(spec.options), budget=spec.budget, objectives=spec.objectives)
-    study = attach_search(study, spec, space, dataset.resolution)
+    study = attach_search(study, spec, space, dataset.resolution, storage_url)
     experiment_id, parent_run = study_parent_run(study, spec)
     progress = progress or Progress()
     objective = Objective(study.study_name, spec, space, dataset, resolve_device(device),

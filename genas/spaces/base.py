@@ -8,13 +8,16 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import optuna
 import torch
 
 from genas.data import Dataset
 from genas.errors import GenasError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BUDGETS = ("tiny", "small", "full")
 
@@ -167,20 +170,46 @@ class Space(ABC):
     def direction(self, metric: str) -> str:
         return self.own_metrics.get(metric, "minimize")
 
+    def initial_trials(self, budget: str) -> list[dict]:
+        """Params of the trials every new study runs first (a source's own configuration)."""
+        return []
+
+    def default_trials(self, budget: str, options: dict[str, Any], resolution: int) -> int:
+        """How many trials ``genas search`` runs when ``--trials`` is not given."""
+        return int(self.budget(budget)["trials"])
+
+    def trial_images(self, budget: str, options: dict[str, Any], resolution: int) -> int:
+        """The images (or steps) one trial trains on: the step axis its reports use."""
+        return int(options.get("images") or self.budget(budget)["images_per_trial"])
+
 
 class GrowableSpace(Space):
-    """A space whose candidates grow from a parent by one action (read by the growth sampler)."""
+    """A space whose candidates grow from a parent, searched generation by generation (a beam).
 
-    #: the fixed categorical choices of each action parameter (Optuna needs static choices)
+    ``genas/search/beam.py`` plans the generations from these hooks: generation 0 is
+    :meth:`root_actions`; generation g holds :meth:`child_actions` of each of the ``k`` best
+    candidates of generation g-1. A planned candidate is a dict of Optuna params (the growth
+    action and the lineage's hyperparameters); the search hands them to :meth:`suggest`.
+    """
+
+    #: the fixed categorical choices of each planned action parameter (Optuna needs static choices)
     action_params: ClassVar[dict[str, tuple]] = {}
 
     @abstractmethod
-    def root_actions(self, resolution: int, budget: str) -> list[dict]:
-        """The actions that start a lineage from the minimal networks."""
+    def beam(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
+        """``{"k": parents kept per generation, "generations": planned generations after the roots}``."""
 
     @abstractmethod
-    def next_actions(self, arch: dict, resolution: int, budget: str) -> list[dict]:
-        """Every action that can grow ``arch`` (a trial's ``arch`` user attr) one step."""
+    def root_actions(self, options: dict[str, Any], budget: str, resolution: int,
+                     rng: "np.random.Generator") -> list[dict]:
+        """Generation 0: the planned params of each root."""
+
+    @abstractmethod
+    def child_actions(self, parent_params: dict, parent_arch: dict, generations_left: int | None,
+                      options: dict[str, Any], budget: str, resolution: int,
+                      rng: "np.random.Generator") -> list[dict]:
+        """The planned params of one parent's children (``generations_left``: planned generations
+        after them, None past the plan)."""
 
     def arch_summary(self, arch: dict) -> str:
         """A few words on an ``arch`` user attr for the lineage picture (``16×16 G4 D3``)."""
@@ -215,6 +244,7 @@ def register_space(cls: type[Space]) -> type[Space]:
 
 def _import_builtin_spaces() -> None:
     # Importing a family's package runs its @register_space line.
+    from genas.spaces import dcgan  # noqa: F401
     from genas.spaces import dggan  # noqa: F401
     from genas.spaces import mspgsen  # noqa: F401
     from genas.spaces import pdiff  # noqa: F401

@@ -1,9 +1,9 @@
-"""Dynamically Grown GAN (Liu et al., AAAI 2021): architecture search by growth actions.
+"""Dynamically Grown GAN (Liu et al., AAAI 2021): architecture search by growth actions, as a beam.
 
-``network.py`` the growable G and D and the actions, ``train.py`` the WGAN-GP loop,
-``generator.py`` the trained generator, ``space.py`` the Space.
+``actions.py`` the growth actions and which a lineage may take, ``train.py`` one candidate,
+``space.py`` the Space and its beam settings; the networks are ``gan/grown.py``.
 """
-from genas.spaces.dggan.generator import DGGANGenerator
 from genas.spaces.dggan.space import DGGANSpace
+from genas.spaces.dggan.train import DGGANGenerator
 
 __all__ = ["DGGANGenerator", "DGGANSpace"]

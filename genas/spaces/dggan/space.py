@@ -1,159 +1,185 @@
-"""The ``dggan`` space: one trial = one child grown from a parent by one action, then trained.
+"""The ``dggan`` space: the Dynamically Grown GAN (Liu et al., AAAI 2021) searched as a beam.
 
-The growth sampler (genas/search/growth.py) picks the parent among the top-k trials and one of
-:meth:`DGGANSpace.next_actions`; this space applies it to the parent's saved state and trains
-the child for ``images_per_trial`` images (new layers fade in over the first half).
+The search (``genas/search/beam.py`` with this space's actions) alternates growing and training,
+as the paper's Figure 1 does: generation 0 holds ``roots`` minimal networks (different widths,
+kernels and learning rates); generation g expands the ``k`` best of generation g-1, each into a
+control child that only trains on and ``children`` sampled growth actions (``actions.py``);
+every candidate of a generation trains on the same ``images`` (``train.py``), so candidates are
+ranked only against candidates with the same training behind them. Training hyperparameters
+belong to a lineage: drawn for the roots, inherited by every child.
 
-Budgets (images are real images shown to the critic):
-
-- ``tiny``: tests; a few hundred images at widths 8/16, seconds on a CPU.
-- ``small``: the README demo on a 2-core CPU (mnist5k, 32x32): widths 16/32, ~30-60 s a trial,
-  24 trials in about 10 minutes including evaluation.
-- ``full``: the paper's scale on a GPU: 800k images per child, widths up to 512.
+The budget's lineage (``gan/budgets.IMAGES``: the images behind one model of any GAN family) is
+reached at the last planned generation: ``images = IMAGES / (generations + 1)``, with
+``generations`` = the grows the dataset's resolution needs plus one. Options (``--set KEY=VALUE``,
+0 or empty: the budget's): ``k``, ``roots``, ``children``, ``images`` (per candidate),
+``generations``, ``widths`` and ``kernels`` (comma-separated choices), ``layers`` (most convs per
+stage), ``loss`` (logistic, hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (the first
+root's; the others draw around it).
 """
 from __future__ import annotations
 
-from typing import TypeVar
+import math
+from itertools import product
+from typing import Any
 
+import numpy as np
 import torch
 
+from genas.data import Dataset
 from genas.errors import GenasError
 from genas.spaces.base import GrowableSpace, TrialContext, register_space
-from genas.spaces.dggan.generator import DGGANGenerator
-from genas.spaces.dggan.network import Nets, apply_action, finalize, inherit, resolution_of, root_arch, validate_arch
-from genas.spaces.dggan.train import Hyper, Progress, train_phase
+from genas.spaces.dggan import actions as growth
+from genas.spaces.dggan import train as dggan_train
+from genas.spaces.dggan.train import DGGANGenerator
+from genas.spaces.gan import GANLoss, Recipe
+from genas.spaces.gan.augment import parse_policy
+from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES
+from genas.spaces.gan.grown import KERNELS, resolution_of
+from genas.spaces.gan.losses import check_loss
 
-ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 CHANNELS = (8, 16, 32, 64, 128, 256, 512)
+LR_RANGE = (1e-4, 1e-2)  # what a lineage's learning rate can be (the roots draw within lr / 3 .. lr * 3)
 
 BUDGETS = {
-    "tiny": {"images_per_trial": 256, "batch_size": 16, "eval_samples": 128, "quick_eval_samples": 64,
-             "reports": 2, "top_k": 2, "trials": 4, "channels": (8, 16), "latent": 16,
-             "max_stage_layers": 3, "ema_half_life": 100},
-    "small": {"images_per_trial": 6_000, "batch_size": 32, "eval_samples": 1000, "quick_eval_samples": 256,
-              "reports": 4, "top_k": 3, "trials": 24, "channels": (16, 32), "latent": 64,
-              "max_stage_layers": 3, "ema_half_life": 2_000},
-    "full": {"images_per_trial": 800_000, "batch_size": 64, "eval_samples": 10_000, "quick_eval_samples": 2_000,
-             "reports": 8, "top_k": 5, "trials": 100, "channels": (64, 128, 256, 512), "latent": 512,
-             "max_stage_layers": 4, "ema_half_life": 10_000},
+    "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 2,
+             "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 100},
+    "small": {"batch_size": 32, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
+              "roots": 4, "k": 2, "children": 2, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 2_000},
+    "full": {"batch_size": 64, "reports": 4, "widths": (128, 256, 512), "kernels": (3, 5), "latent": 512,
+             "layers": 4, "roots": 6, "k": 3, "children": 3, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25,
+             "ema_half_life": 10_000},
 }
+for _name, _b in BUDGETS.items():
+    _b.update(lineage_images=IMAGES[_name], eval_samples=EVAL_SAMPLES[_name],
+              quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
 
 
-def images_on(ctx: TrialContext) -> torch.Tensor:
-    """The dataset where training reads it: on the GPU when there is one (it fits at these sizes)."""
-    return ctx.dataset.images.to(ctx.device) if ctx.device.type == "cuda" else ctx.dataset.images
-
-
-def prepare(nets: ModuleT, ctx: TrialContext) -> ModuleT:
-    """Networks on the trial's device; on CUDA channels_last with cuDNN autotuning (any family's nets)."""
-    nets = nets.to(ctx.device)
-    if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        nets = nets.to(memory_format=torch.channels_last)
-    return nets
+def _choices(text: str, name: str, allowed: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v not in allowed for v in values):
+        raise GenasError(f"option {name}={text!r} must be comma-separated values from {', '.join(map(str, allowed))}")
+    return values
 
 
 @register_space
 class DGGANSpace(GrowableSpace):
-    """Dynamically Grown GAN (Liu et al., AAAI 2021): the search grows G and D one action at a time."""
+    """Dynamically Grown GAN: a beam over growth actions, generation by generation."""
 
     name = "dggan"
     generator_cls = DGGANGenerator
     default_sampler = "growth"
-    # The top-k of the history is dggan's selection. A child that just grew scores worse than
-    # its parent until the new layers have trained, so a pruner would cut nearly every growth.
+    # A pruner compares a child with the whole history at equal steps; the beam compares it with
+    # its own generation at its end, which is the selection the method defines.
     default_pruner = "none"
     samplers = ("growth",)
     budgets = BUDGETS
-    action_params = {"action": ("root", "g_layer", "d_layer", "grow"), "channels": CHANNELS, "kernel": (1, 3, 5)}
+    action_params = {"action": growth.KINDS, "channels": CHANNELS, "kernel": KERNELS}
+    options = {"k": 0, "roots": 0, "children": 0, "images": 0, "generations": 0, "widths": "", "kernels": "",
+               "layers": 0, "loss": "logistic", "augment": "", "lr": 0.0}
 
-    # ------------------------------------------------------------ actions
-    def root_actions(self, resolution: int, budget: str) -> list[dict]:
+    # ------------------------------------------------------------ settings
+    def settings(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
+        """The budget's values with the study's options over them (0 / empty: the budget's)."""
         b = self.budget(budget)
-        return [{"action": "root", "channels": c, "kernel": k}
-                for c in b["channels"] for k in self.action_params["kernel"]]
+        s = {key: options.get(key) or b[key] for key in ("k", "roots", "children", "layers", "lr")}
+        s["widths"] = _choices(options["widths"], "widths", CHANNELS) if options.get("widths") else b["widths"]
+        s["kernels"] = _choices(options["kernels"], "kernels", KERNELS) if options.get("kernels") else b["kernels"]
+        s["generations"] = options.get("generations") or growth.grows_to(resolution) + 1
+        per = options.get("images") or b["lineage_images"] // (s["generations"] + 1)
+        s["images"] = max(-(-per // b["batch_size"]) * b["batch_size"], b["batch_size"])  # whole batches
+        return {**b, **s, "loss": options.get("loss", "logistic"), "augment": options.get("augment", "")}
 
-    def next_actions(self, arch: dict, resolution: int, budget: str) -> list[dict]:
-        b = self.budget(budget)
-        kinds = []
-        if len(arch["g"][-1]) < b["max_stage_layers"]:
-            kinds.append("g_layer")
-        if len(arch["d"][-1]) < b["max_stage_layers"]:
-            kinds.append("d_layer")
-        if resolution_of(arch) * 2 <= resolution:
-            kinds.append("grow")
-        return [{"action": a, "channels": c, "kernel": k}
-                for a in kinds for c in b["channels"] for k in self.action_params["kernel"]]
+    def check(self, dataset: Dataset, options: dict[str, Any], *, budget: str | None = None,
+              objectives: tuple[str, ...] = ()) -> None:
+        check_loss(options["loss"])
+        parse_policy(options["augment"])
+        for key in ("k", "roots", "children", "images", "generations", "layers"):
+            if options[key] < 0:
+                raise GenasError(f"option {key}={options[key]} must be >= 0 (0: the budget's)")
+        if options["lr"] and not LR_RANGE[0] <= options["lr"] <= LR_RANGE[1]:
+            raise GenasError(f"option lr={options['lr']:g} must lie in [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]")
+        resolution = dataset.resolution
+        if resolution < 4 or resolution & (resolution - 1):
+            raise GenasError(f"dggan needs a power-of-two resolution >= 4, got {resolution}")
+        s = self.settings(options, budget or "small", resolution)
+        if not any(k >= 3 for k in s["kernels"]) and resolution > 4:
+            raise GenasError(f"kernels={','.join(map(str, s['kernels']))} has no spatial kernel (3 or more) for the "
+                             "grows; add 3 or 5")
+        if s["generations"] < growth.grows_to(resolution):
+            raise GenasError(f"generations={s['generations']} cannot reach {resolution}x{resolution} from 4x4 "
+                             f"(one grow a generation); use at least {growth.grows_to(resolution)}")
+
+    def default_trials(self, budget: str, options: dict[str, Any], resolution: int) -> int:
+        """Generation 0 and every planned generation at full width (a control and ``children`` each)."""
+        s = self.settings(options, budget, resolution)
+        return s["roots"] + s["generations"] * s["k"] * (s["children"] + 1)
+
+    def trial_images(self, budget: str, options: dict[str, Any], resolution: int) -> int:
+        return int(self.settings(options, budget, resolution)["images"])
+
+    # ------------------------------------------------------------ the beam's plan
+    def beam(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
+        s = self.settings(options, budget, resolution)
+        return {"k": s["k"], "generations": s["generations"]}
+
+    def root_actions(self, options: dict[str, Any], budget: str, resolution: int,
+                     rng: np.random.Generator) -> list[dict]:
+        """``roots`` minimal networks over the width x kernel grid; the first at the default lr."""
+        s = self.settings(options, budget, resolution)
+        grid = list(product(s["widths"], s["kernels"]))
+        order = rng.permutation(len(grid))
+        out = []
+        for i in range(s["roots"]):
+            channels, kernel = grid[int(order[i % len(grid)])]
+            lr = s["lr"] if i == 0 else s["lr"] * math.exp(rng.uniform(-math.log(3), math.log(3)))
+            out.append({"action": "root", "channels": int(channels), "kernel": int(kernel),
+                        "lr": float(min(max(lr, LR_RANGE[0]), LR_RANGE[1]))})
+        return out
+
+    def child_actions(self, parent_params: dict, parent_arch: dict, generations_left: int | None,
+                      options: dict[str, Any], budget: str, resolution: int, rng: np.random.Generator) -> list[dict]:
+        s = self.settings(options, budget, resolution)
+        acts = growth.child_actions(parent_arch, resolution, generations_left, children=s["children"],
+                                    channels=s["widths"], kernels=s["kernels"], max_layers=s["layers"], rng=rng)
+        return [{**a, "lr": float(parent_params["lr"])} for a in acts]  # a lineage keeps its hyperparameters
 
     def arch_summary(self, arch: dict) -> str:
         res = resolution_of(arch)
         return f"{res}×{res} G{sum(map(len, arch['g']))} D{sum(map(len, arch['d'])) + 1}"
 
     def action_label(self, action: dict, parent_arch: dict | None) -> str:
-        """``root 4×4 32ch 3×3``, ``G +conv 32ch 3×3 @16``, ``D +conv …``, ``grow G+D 16→32 32ch 3×3``."""
-        layer = f"{action['channels']}ch {action['kernel']}×{action['kernel']}"
-        kind = action["action"]
-        if kind == "root" or parent_arch is None:
-            return f"root 4×4 {layer}"
-        res = resolution_of(parent_arch)
-        if kind == "grow":
-            return f"grow G+D {res}→{2 * res} {layer}"
-        return f"{'G' if kind == 'g_layer' else 'D'} +conv {layer} @{res}"
+        return growth.label(action, parent_arch)
 
     # ------------------------------------------------------------ suggest / train
     def suggest(self, trial, ctx: TrialContext) -> dict:
         if "parent" not in trial.user_attrs:
             raise GenasError("space dggan searches with the growth sampler; leave --sampler out or pass --sampler growth")
-        parent = trial.user_attrs["parent"]
-        action = trial.suggest_categorical("action", self.action_params["action"])
-        channels = trial.suggest_categorical("channels", self.action_params["channels"])
-        kernel = trial.suggest_categorical("kernel", self.action_params["kernel"])
-        if (parent is None) != (action == "root"):
-            raise GenasError(f"action {action!r} does not fit parent {parent!r}: a root trial takes the 'root' "
-                             "action and a child one of g_layer, d_layer, grow; use --sampler growth")
-        return {"parent": parent, "action": action, "channels": channels, "kernel": kernel,
-                "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
-                "n_critic": trial.suggest_int("n_critic", 1, 2),
-                "gp_weight": trial.suggest_float("gp_weight", 1.0, 10.0, log=True)}
-
-    def hyper(self, config: dict, b: dict) -> Hyper:
-        return Hyper(lr=float(config["lr"]), n_critic=int(config["n_critic"]), gp_weight=float(config["gp_weight"]),
-                     batch_size=int(config.get("batch_size", b["batch_size"])), ema_half_life=b["ema_half_life"])
+        config = {"parent": trial.user_attrs["parent"]}
+        for name, choices in self.action_params.items():
+            config[name] = trial.suggest_categorical(name, choices)
+        config["lr"] = trial.suggest_float("lr", *LR_RANGE, log=True)
+        if (config["parent"] is None) != (config["action"] == "root"):
+            raise GenasError(f"action {config['action']!r} does not fit parent {config['parent']!r}: a root takes "
+                             "the 'root' action and a child one of train, g_layer, d_layer, grow; use --sampler growth")
+        return config
 
     def train(self, config: dict, ctx: TrialContext) -> DGGANGenerator:
-        b = self.budget(ctx.budget)
+        s = self.settings(ctx.options, ctx.budget, ctx.dataset.resolution)
         torch.manual_seed(ctx.seed)
         action = {k: config[k] for k in ("action", "channels", "kernel")}
-        parent = ctx.parent_state()
-        if action["action"] == "root":
-            arch = root_arch(b["latent"], ctx.dataset.channels, action["channels"], action["kernel"])
-            nets, lineage = Nets(arch), {"depth": 1, "lineage_images": 0}
-        else:
-            if parent is None:
-                raise GenasError(f"trial grows parent {config.get('parent')!r} but the parent's state is missing; "
-                                 "it was not saved (failed or deleted run)")
-            parent_config, tensors = parent
-            if parent_config.get("space") != self.name:
-                raise GenasError(f"parent state is for space {parent_config.get('space')!r}, not 'dggan'")
-            parent_arch = validate_arch(parent_config.get("arch"))
-            if action["action"] == "grow" and resolution_of(parent_arch) * 2 > ctx.dataset.resolution:
-                raise GenasError(f"cannot grow beyond the dataset resolution {ctx.dataset.resolution}")
-            arch, fades = apply_action(parent_arch, action)
-            nets = inherit(tensors, arch, fades)
-            lineage = {"depth": parent_config.get("depth", 1) + 1,
-                       "lineage_images": parent_config.get("lineage_images", 0)}
-        if arch["image_channels"] != ctx.dataset.channels:
-            raise GenasError(f"the lineage has {arch['image_channels']}-channel images but dataset "
-                             f"{ctx.dataset.name} has {ctx.dataset.channels}; start a new study for this dataset")
-        nets = prepare(nets, ctx)
-        total = b["images_per_trial"]
-
-        def wrap(n: Nets) -> DGGANGenerator:
-            return DGGANGenerator(n.arch, n.G_ema)
-
-        train_phase(nets, images_on(ctx), self.hyper(config, b), total, ctx, Progress(ctx, total, b["reports"]), wrap)
-        nets = finalize(nets)
-        ctx.set_attr("arch", arch)
-        lineage["lineage_images"] += total
-        ctx.save_state({"space": self.name, "arch": arch, "action": action, **lineage}, nets.tensors())
-        return wrap(nets)
+        parent = None if action["action"] == "root" else ctx.parent_state()
+        nets, before = dggan_train.build(action, parent, s["latent"], ctx)
+        recipe = Recipe(loss=GANLoss(kind=s["loss"], r1_gamma=s["r1_gamma"]), lr_g=float(config["lr"]),
+                        lr_d=float(config["lr"]), batch_size=s["batch_size"], augment=s["augment"])
+        nets = dggan_train.train(nets, recipe, s["images"], fade_share=s["fade"], ema_half_life=s["ema_half_life"],
+                                 lineage_images=before["lineage_images"], reports=s["reports"], ctx=ctx)
+        lineage_images = before["lineage_images"] + s["images"]
+        res = resolution_of(nets.arch)
+        for key, value in {"arch": nets.arch, "lineage_images": lineage_images, "resolution": res,
+                           "full_resolution": res == ctx.dataset.resolution}.items():
+            ctx.set_attr(key, value)
+        ctx.save_state({"space": self.name, "arch": nets.arch, "lineage_images": lineage_images}, nets.tensors())
+        return DGGANGenerator(nets.arch, nets.G_ema)

@@ -1,140 +1,56 @@
-"""WGAN-GP training of one phase of a grown GAN (used by both dggan and progan).
+"""One DGGAN candidate: take the parent's networks, apply the growth action, train, hand back.
 
-Per iteration: ``n_critic`` critic steps (each on ``batch_size`` real images) with
-``loss_D = E[D(fake)] - E[D(real)] + gp_weight * GP + drift * E[D(real)^2]`` (the gradient
-penalty on real/fake interpolates, ProGAN's drift term), then one generator step with
-``loss_G = -E[D(G(z))]``, then the EMA generator update. Images are counted as real images shown
-to the critic, ProGAN's "kimg". During the first half of a phase the new parts fade in (alpha
-0 -> 1); while a new resolution fades in, the real images are blended the same way
-(nearest-upsampled half-resolution -> full resolution), as in ProGAN.
-
-Optimizer state: a fresh Adam(beta1=0, beta2=0.99) for G and for D at the start of every phase,
-i.e. every dggan child and every progan resolution. ProGAN resets Adam at each resolution
-change; in dggan every child changes the architecture and draws its own learning rate, so the
-parent's moment estimates would be stale, and they are not saved.
-
-EMA generator: ``G_ema <- lerp(G_ema, G, 1 - beta)`` after every G step, with
-``beta = 0.5 ** (batch_size / ema_half_life)`` (a half-life in images). Across growth, existing
-layers keep the parent's EMA weights, new layers start from the same fresh weights as G.
+1. A root builds the minimal networks; a child rebuilds its parent's architecture with the
+   action applied and inherits every existing weight (G, D and the EMA G), new layers random.
+2. New parts fade in over the first ``fade`` share of the child's images (at alpha 0 the child
+   computes exactly what its parent did; a new resolution blends the real images too).
+3. The shared loop trains G against D on the child's images, with a fresh optimiser: every
+   child changes the architecture, so the parent's moment estimates would not fit it. The EMA G
+   carries the parent's average on (its ramp-up counts the lineage's images).
+4. The old paths are dropped and the full state saved, for the children of the next generation.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Callable
-
-import torch
-import torch.nn.functional as F
-
-from genas.errors import TrainingDiverged
-from genas.spaces.base import Generator, TrialContext
-from genas.spaces.dggan.network import Nets, resolution_of
-from genas.spaces.layers import downsample2, upsample2
+from genas.errors import GenasError
+from genas.spaces.base import TrialContext
+from genas.spaces.dggan.actions import apply_action
+from genas.spaces.gan import EMA, Fade, Recipe, images_on, prepare, real_at, train_gan
+from genas.spaces.gan.grown import GrownGenerator, Nets, finalize, inherit, resolution_of, root_arch, validate_arch
+from genas.spaces.progress import Progress
 
 
-@dataclass
-class Hyper:
-    lr: float
-    n_critic: int
-    gp_weight: float
-    batch_size: int
-    ema_half_life: float
-    drift: float = 1e-3
+class DGGANGenerator(GrownGenerator):
+    space_name = "dggan"
 
 
-class Progress:
-    """Images seen over the whole trial (all phases), progress ticks and the evenly spaced reports."""
-
-    def __init__(self, ctx: TrialContext, total: int, reports: int) -> None:
-        self.ctx, self.total, self.done = ctx, total, 0
-        self.report_at = [round(total * (i + 1) / reports) for i in range(reports)] if reports > 0 else []
-
-    def step(self, n: int) -> bool:
-        """Count ``n`` images; True when a report is due."""
-        self.done += n
-        self.ctx.advance(min(self.done, self.total), self.total)
-        due = False
-        while self.report_at and self.done >= self.report_at[0]:
-            self.report_at.pop(0)
-            due = True
-        return due
-
-
-def real_at(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """The dataset brought down to ``resolution`` by box filtering (ProGAN's lower levels)."""
-    factor = images.shape[-1] // resolution
-    return F.avg_pool2d(images, factor) if factor > 1 else images
+def build(action: dict, parent: tuple[dict, dict] | None, latent: int, ctx: TrialContext) -> tuple[Nets, dict]:
+    """The candidate's networks (on ctx.device) and what its lineage had seen before it."""
+    if action["action"] == "root":
+        arch = root_arch(latent, ctx.dataset.channels, int(action["channels"]), int(action["kernel"]))
+        return prepare(Nets(arch), ctx.device), {"lineage_images": 0}
+    if parent is None:
+        raise GenasError("the candidate grows a parent whose state is missing; it was not saved (failed or deleted run)")
+    parent_config, tensors = parent
+    if parent_config.get("space") != "dggan":
+        raise GenasError(f"parent state is for space {parent_config.get('space')!r}, not 'dggan'")
+    parent_arch = validate_arch(parent_config.get("arch"))
+    if parent_arch["image_channels"] != ctx.dataset.channels:
+        raise GenasError(f"the lineage has {parent_arch['image_channels']}-channel images but dataset "
+                         f"{ctx.dataset.name} has {ctx.dataset.channels}; start a new study for this dataset")
+    arch, fades = apply_action(parent_arch, action)
+    if resolution_of(arch) > ctx.dataset.resolution:
+        raise GenasError(f"cannot grow beyond the dataset resolution {ctx.dataset.resolution}")
+    return prepare(inherit(tensors, arch, fades), ctx.device), {"lineage_images": parent_config.get("lineage_images", 0)}
 
 
-def gradient_penalty(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    mix = torch.lerp(real, fake, eps).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(mix).float().sum(), mix, create_graph=True)
-    return (grad.float().flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-
-def train_phase(nets: Nets, images: torch.Tensor, hp: Hyper, n_images: int, ctx: TrialContext,
-                progress: Progress, wrap: Callable[[Nets], Generator]) -> None:
-    """Train ``nets`` on ``n_images`` real images (``images``: the dataset on ctx.device)."""
-    device, cuda = ctx.device, ctx.device.type == "cuda"
-    fmt = torch.channels_last if cuda else torch.contiguous_format
-    G, D, G_ema = nets.G, nets.D, nets.G_ema
-    opt_g = torch.optim.Adam(G.parameters(), lr=hp.lr, betas=(0.0, 0.99), eps=1e-8)
-    opt_d = torch.optim.Adam(D.parameters(), lr=hp.lr, betas=(0.0, 0.99), eps=1e-8)
-    beta = 0.5 ** (hp.batch_size / max(hp.ema_half_life, 1.0))
-    g_params, ema_params = list(G.parameters()), list(G_ema.parameters())
-    real_all = real_at(images, resolution_of(nets.arch))
-    fading = any(nets.fades.values())
-    fade_images = max(n_images // 2, 1)
-    blend_real = nets.fades["g"] == "stage"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
-    b, latent = hp.batch_size, nets.arch["latent"]
-    seen, sums, count = 0, torch.zeros(2, device=device), 0
-
-    def batch(alpha: float) -> torch.Tensor:
-        x = real_all[torch.randint(real_all.shape[0], (b,), device=real_all.device)].to(device, non_blocking=True)
-        if blend_real and alpha < 1.0:
-            x = torch.lerp(upsample2(downsample2(x)), x, alpha)
-        return x.contiguous(memory_format=fmt)
-
-    def check(loss_d: float, loss_g: float) -> None:
-        if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
-            raise TrainingDiverged(
-                f"training diverged after {progress.done} images (loss_d={loss_d}, loss_g={loss_g}); "
-                f"try a lower learning rate (lr={hp.lr:g}) or a higher gp weight (gp_weight={hp.gp_weight:g})")
-
-    while seen < n_images:
-        alpha = min(seen / fade_images, 1.0) if fading else 1.0
-        nets.set_alpha(alpha)
-        for _ in range(hp.n_critic):
-            real = batch(alpha)
-            with autocast:
-                with torch.no_grad():
-                    fake = G(torch.randn(b, latent, device=device))
-                d_real, d_fake = D(real).float(), D(fake).float()
-                loss_d = (d_fake.mean() - d_real.mean() + hp.drift * d_real.pow(2).mean()
-                          + hp.gp_weight * gradient_penalty(D, real, fake.to(real.dtype)))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            seen += b
-        with autocast:
-            loss_g = -D(G(torch.randn(b, latent, device=device))).float().mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, g_params, 1.0 - beta)
-        sums += torch.stack([loss_d.detach(), loss_g.detach()])
-        count += 1
-        report = progress.step(b * hp.n_critic)
-        if report or count % 16 == 0 or seen >= n_images:
-            loss_d_mean, loss_g_mean = (sums / count).tolist()
-            check(loss_d_mean, loss_g_mean)
-            if report:
-                nets.set_alpha(min(seen / fade_images, 1.0) if fading else 1.0)
-                ctx.report(progress.done, {"loss_d": loss_d_mean, "loss_g": loss_g_mean,
-                                           "alpha": nets.G.alpha, **ctx.quick_eval(wrap(nets))})
-                sums.zero_()
-                count = 0
-    nets.set_alpha(1.0)
+def train(nets: Nets, recipe: Recipe, n_images: int, *, fade_share: float, ema_half_life: float,
+          lineage_images: int, reports: int, ctx: TrialContext) -> Nets:
+    """Steps 2-4 on ``n_images`` images; returns the fade-free networks."""
+    fade = None
+    if any(nets.fades.values()):
+        fade = Fade(int(n_images * fade_share), nets.set_alpha, blend_real=nets.fades["g"] == "stage")
+    ema = EMA(nets.G, ema_half_life, target=nets.G_ema, rampup=0.5)
+    images = real_at(images_on(ctx), resolution_of(nets.arch))
+    train_gan(nets.G, nets.D, ema, images, recipe, n_images, ctx, Progress(ctx, n_images, reports),
+              snapshot=lambda: DGGANGenerator(nets.arch, nets.G_ema), fade=fade, ema_images=lineage_images)
+    return finalize(nets)

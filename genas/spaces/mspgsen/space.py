@@ -24,11 +24,11 @@ from __future__ import annotations
 import torch
 
 from genas.spaces.base import Space, TrialContext, register_space
-from genas.spaces.dggan.space import images_on
-from genas.spaces.dggan.train import Progress
+from genas.spaces.gan import images_on
 from genas.spaces.mspgsen.generator import MSPGSENGenerator
 from genas.spaces.mspgsen.networks import levels_for, widths_for
 from genas.spaces.mspgsen.train import Hyper, Trainer
+from genas.spaces.progress import Progress
 
 MODULES = ("gctdrn", "dema", "global_branch", "afe", "feature_matching", "apfl", "balance", "progressive")
 KERNEL_SETS = {"3-5-7": (3, 5, 7), "3-5": (3, 5), "3": (3,)}

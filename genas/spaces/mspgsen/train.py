@@ -36,7 +36,6 @@ and a stall is a trend) and adjusts learning rates and loss weights.
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -45,12 +44,14 @@ import torch.nn.functional as F
 
 from genas.errors import TrainingDiverged
 from genas.spaces.base import TrialContext
-from genas.spaces.dggan.train import Progress, real_at
+from genas.spaces.gan import EMA, autocast, optimizer, real_at
+from genas.spaces.gan.losses import d_loss, g_loss, r1_penalty
 from genas.spaces.layers import downsample2, upsample2
 from genas.spaces.mspgsen.balancer import ACTIONS, DQNBalancer, balance_reward, balance_state
 from genas.spaces.mspgsen.blocks import contrastive_loss
 from genas.spaces.mspgsen.feedback import APFL, batch_swd
 from genas.spaces.mspgsen.networks import AuxD, DNet, GNet, set_level
+from genas.spaces.progress import Progress
 
 R1_EVERY = 4
 EMA_RAMPUP = 0.25
@@ -94,13 +95,14 @@ class Trainer:
         self.fmt = fmt
         self.G = GNet(arch).to(self.device, memory_format=fmt)
         self.D = DNet(arch, hp.dropout).to(self.device, memory_format=fmt)
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.ema = EMA(self.G, hp.ema_half_life, rampup=EMA_RAMPUP)
+        self.G_ema = self.ema.model
         self.aux = AuxD(arch).to(self.device, memory_format=fmt) if hp.afe else None
         if self.cuda:
             torch.backends.cudnn.benchmark = True
 
         def adamw(params, lr: float) -> torch.optim.Optimizer:
-            return torch.optim.AdamW(params, lr=lr, betas=(0.0, 0.99), weight_decay=1e-4)
+            return optimizer(params, lr, (0.0, 0.99), kind="adamw", weight_decay=1e-4)
 
         self.opt_g, self.opt_d = adamw(self.G.parameters(), hp.lr_g), adamw(self.D.parameters(), hp.lr_d)
         self.opt_aux = adamw(self.aux.parameters(), hp.lr_d) if self.aux is not None else None
@@ -111,8 +113,7 @@ class Trainer:
                                batch=16, seed=ctx.seed) if hp.balance else None
         self.action, self.n_critic = 0, hp.n_critic
         self.phase_seen = 0
-        self.g_params, self.ema_params = list(self.G.parameters()), list(self.G_ema.parameters())
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+        self.autocast = autocast(self.device)
         self.sums = torch.zeros(len(STATS), device=self.device)
         self.n_d = self.n_g = self.d_steps = self.g_steps = 0
         self.real_feats: list[torch.Tensor] | None = None
@@ -139,10 +140,9 @@ class Trainer:
             else:
                 d_real = self.D(real)
             d_real, d_fake = d_real.float(), self.D(fake).float()
-            loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+            loss = d_loss("logistic", d_real, d_fake)
             if r1:
-                (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-                loss = loss + hp.r1_gamma * 0.5 * R1_EVERY * grad.float().pow(2).flatten(1).sum(1).mean()
+                loss = loss + hp.r1_gamma * 0.5 * R1_EVERY * r1_penalty(d_real, real)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -181,9 +181,9 @@ class Trainer:
             if hp.feature_matching and self.real_feats is not None:
                 d_fake, feats = self.D(fake, features=True)
                 fm = torch.stack([(f.float().mean(0) - r).pow(2).mean() for f, r in zip(feats, self.real_feats)])
-                loss = F.softplus(-d_fake.float()).mean() + hp.lambda_fm * fm_scale * fm.mean()
+                loss = g_loss("logistic", d_fake) + hp.lambda_fm * fm_scale * fm.mean()
             else:
-                loss = F.softplus(-self.D(fake).float()).mean()
+                loss = g_loss("logistic", self.D(fake))
             if self.aux is not None:
                 aux_score = self.aux(features, self.G.feature_level).float()
                 loss = loss + hp.lambda_aux * aux_scale * F.softplus(-aux_score).mean()
@@ -203,11 +203,8 @@ class Trainer:
         self.opt_g.step()
         for net in frozen:
             net.requires_grad_(True)
-        with torch.no_grad():
-            half_life = min(self.hp.ema_half_life, EMA_RAMPUP * self.phase_seen)
-            beta = 0.5 ** (self.hp.batch_size / max(half_life, 1e-8))
-            torch._foreach_lerp_(self.ema_params, self.g_params, 1.0 - beta)
-            self.sums[5] += loss.detach()
+        self.ema.update(self.hp.batch_size, self.phase_seen)
+        self.sums[5] += loss.detach()
         self.n_g += 1
         self.g_steps += 1
 

@@ -36,7 +36,7 @@ import torch
 from genas.data import Dataset
 from genas.errors import GenasError, TrainingDiverged
 from genas.spaces.base import Space, TrialContext, register_space
-from genas.spaces.dggan.train import Progress
+from genas.spaces.progress import Progress
 from genas.spaces.pdiff import evaluate
 from genas.spaces.pdiff.autoencoder import ParamAutoencoder, train_autoencoder
 from genas.spaces.pdiff.checkpoints import Checkpoints, Recipe, collect

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 
 from genas.spaces.base import Space, TrialContext, register_space
-from genas.spaces.dggan.space import images_on, prepare
-from genas.spaces.dggan.train import Progress
+from genas.spaces.gan import images_on, prepare
+from genas.spaces.progress import Progress
 from genas.spaces.san.generator import SANGenerator
 from genas.spaces.san.losses import diversity
 from genas.spaces.san.networks import make_arch
@@ -80,7 +80,7 @@ class SANSpace(Space):
         hp = Hyper(lr=float(config["lr"]), weight_decay=float(config["weight_decay"]), lam=float(config["lam"]),
                    mse_weight=float(config["mse_weight"]), batch_size=int(config.get("batch_size", b["batch_size"])),
                    ema_half_life=b["ema_half_life"])
-        nets = prepare(Nets(arch), ctx)
+        nets = prepare(Nets(arch), ctx.device)
         total = b["images_per_trial"]
 
         def wrap(n: Nets) -> SANGenerator:

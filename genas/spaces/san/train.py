@@ -27,7 +27,8 @@ import torch
 
 from genas.errors import TrainingDiverged
 from genas.spaces.base import Generator, TrialContext
-from genas.spaces.dggan.train import Progress
+from genas.spaces.gan import EMA, autocast, optimizer, real_batch
+from genas.spaces.progress import Progress
 from genas.spaces.san.losses import diversity, sliced_wasserstein, unpaired_mse
 from genas.spaces.san.networks import GNet, RNet, init_shared, share_kernels, shared_pairs
 
@@ -78,9 +79,9 @@ def losses(G: GNet, R: RNet, real: torch.Tensor, z: torch.Tensor) -> dict[str, t
 
 
 def optimise(nets: Nets, opt_g: torch.optim.Optimizer, opt_r: torch.optim.Optimizer, real: torch.Tensor,
-             z: torch.Tensor, hp: Hyper, autocast: torch.autocast) -> torch.Tensor:
+             z: torch.Tensor, hp: Hyper, amp: torch.autocast) -> torch.Tensor:
     """Steps 1-4: each network's own gradient and its own optimiser step; returns [gd, gi, rx]."""
-    with autocast:
+    with amp:
         l = losses(nets.G, nets.R, real, z)
         total = l["loss_gd"] + hp.mse_weight * l["loss_gi"] + l["loss_rx"]
     opt_g.zero_grad(set_to_none=True)
@@ -91,22 +92,20 @@ def optimise(nets: Nets, opt_g: torch.optim.Optimizer, opt_r: torch.optim.Optimi
     return torch.stack([l[k].detach() for k in LOSS_NAMES])
 
 
-def make_optimisers(nets: Nets, hp: Hyper) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    def adam(net: torch.nn.Module) -> torch.optim.Adam:
-        return torch.optim.Adam(net.parameters(), lr=hp.lr, betas=(0.5, 0.99), weight_decay=hp.weight_decay)
+def make_optimisers(nets: Nets, hp: Hyper) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    def adam(net: torch.nn.Module) -> torch.optim.Optimizer:
+        return optimizer(net.parameters(), hp.lr, (0.5, 0.99), weight_decay=hp.weight_decay)
     return adam(nets.G), adam(nets.R)
 
 
 def train(nets: Nets, images: torch.Tensor, hp: Hyper, n_images: int, ctx: TrialContext, progress: Progress,
           wrap: Callable[[Nets], Generator]) -> float:
     """Train on ``n_images`` real images (``images``: the dataset on ctx.device); returns the final diversity."""
-    device, cuda = ctx.device, ctx.device.type == "cuda"
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    device = ctx.device
     opt_g, opt_r = make_optimisers(nets, hp)
     pairs = nets.pairs
-    beta = 0.5 ** (hp.batch_size / max(hp.ema_half_life, 1.0))
-    g_params, ema_params = list(nets.G.parameters()), list(nets.G_ema.parameters())
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+    ema = EMA(nets.G, hp.ema_half_life, target=nets.G_ema)
+    amp = autocast(device)
     b, latent = hp.batch_size, nets.arch["latent"]
     probe = torch.randn(DIVERSITY_SAMPLES, latent, generator=torch.Generator().manual_seed(ctx.seed)).to(device)
     seen, sums, count, spread = 0, torch.zeros(len(LOSS_NAMES), device=device), 0, float("nan")
@@ -117,12 +116,10 @@ def train(nets: Nets, images: torch.Tensor, hp: Hyper, n_images: int, ctx: Trial
                                    f"learning rate (lr={hp.lr:g}) or a lower MSE weight (mse_weight={hp.mse_weight:g})")
 
     while seen < n_images:
-        real = images[torch.randint(images.shape[0], (b,), device=images.device)].to(device, non_blocking=True)
-        real = real.contiguous(memory_format=fmt)
-        sums += optimise(nets, opt_g, opt_r, real, torch.randn(b, latent, device=device), hp, autocast)
+        real = real_batch(images, b, device)
+        sums += optimise(nets, opt_g, opt_r, real, torch.randn(b, latent, device=device), hp, amp)
         share_kernels(pairs, hp.lam)
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, g_params, 1.0 - beta)
+        ema.update(b)
         seen += b
         count += 1
         report = progress.step(b)
@@ -130,7 +127,7 @@ def train(nets: Nets, images: torch.Tensor, hp: Hyper, n_images: int, ctx: Trial
             means = dict(zip(LOSS_NAMES, (sums / count).tolist()))
             check(means)
             if report:
-                with torch.no_grad(), autocast:
+                with torch.no_grad(), amp:
                     spread = diversity(nets.G_ema(probe))
                 ctx.report(progress.done, {**means, "loss_g": means["loss_gd"] + hp.mse_weight * means["loss_gi"],
                                            "loss_r": means["loss_gd"] + means["loss_rx"],  # L_RZ is L_GD
@@ -138,6 +135,6 @@ def train(nets: Nets, images: torch.Tensor, hp: Hyper, n_images: int, ctx: Trial
                 sums.zero_()
                 count = 0
     if not math.isfinite(spread):
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), amp:
             spread = diversity(nets.G_ema(probe))
     return spread

@@ -1,6 +1,8 @@
-"""DGGAN's growable generator G and discriminator D, and the growth actions on them.
+"""A progressively grown generator G and discriminator D (ProGAN's networks), grown by parts.
 
-The architecture is a plain JSON-able dict (it is the trial's ``arch`` user attr)::
+dggan grows them one searched action at a time, progan on ProGAN's fixed schedule; both train
+them with the same loop (``loop.py``), so the two compare on equal terms. The architecture is a
+plain JSON-able dict (a trial's ``arch`` user attr)::
 
     {"latent": 64,                 # z dimension
      "image_channels": 1,
@@ -20,10 +22,10 @@ top..0 -> head. A D layer ``{channels, kernel}`` is a conv *reading* ``channels`
 output width is the next layer's ``channels``, or the head's), LeakyReLU; so a layer inserted
 at the bottom of D never changes the shape of an existing weight.
 
-Actions (``{"action", "channels", "kernel"}``): ``root`` builds the minimal networks, ``g_layer``
-appends a conv at the top of G's top stage, ``d_layer`` inserts a conv at the bottom of D (right
-after from-RGB), ``grow`` doubles the resolution with a new G stage on top (upsample + conv) and
-the matching D stage at the bottom (conv + downsample).
+Growing: :func:`root_arch` is the minimal pair; :func:`add_g_layer` appends a conv at the top of
+G's top stage, :func:`add_d_layer` inserts one at the bottom of D (right after from-RGB), and
+:func:`add_stage` doubles the resolution with a new G stage on top (upsample + convs) and the
+matching D stage at the bottom (convs + downsample).
 
 Weights: a child is built fresh (random new layers, fresh to-RGB / from-RGB where the top of G /
 bottom of D changed) and every existing layer inherits its parent's tensors under the same name
@@ -43,13 +45,13 @@ import torch
 from torch import nn
 
 from genas.errors import GenasError
+from genas.spaces.generators import LatentGenerator
 from genas.spaces.layers import (EqConv2d, EqLinear, downsample2, fade, lrelu, minibatch_stddev, pixel_norm,
                                  upsample2)
 
-ACTIONS = ("root", "g_layer", "d_layer", "grow")
-KERNELS = (1, 3, 5)
-Fade = dict  # {"g": None | "layer" | "stage", "d": ...}
-NO_FADE: Fade = {"g": None, "d": None}
+KERNELS = (1, 3, 5, 7)
+Fades = dict  # {"g": None | "layer" | "stage", "d": ...}
+NO_FADE: Fades = {"g": None, "d": None}
 
 
 # ---------------------------------------------------------------- the arch dict
@@ -65,30 +67,31 @@ def root_arch(latent: int, image_channels: int, channels: int, kernel: int) -> d
             "g": [[dict(layer)]], "d": [[]], "d_head": dict(layer)}
 
 
-def apply_action(arch: dict, action: dict) -> tuple[dict, Fade]:
-    """The child arch after one growth action, and which parts of it fade in."""
-    kind = action.get("action")
-    layer = {"channels": int(action["channels"]), "kernel": int(action["kernel"])}
-    if kind == "g_layer":
-        child = copy.deepcopy(arch)
-        child["g"][-1].append(layer)
-        return child, {"g": "layer", "d": None}
-    if kind == "d_layer":
-        child = copy.deepcopy(arch)
-        child["d"][-1].insert(0, layer)
-        return child, {"g": None, "d": "layer"}
-    if kind == "grow":
-        return add_stage(arch, [layer], [dict(layer)])
-    raise GenasError(f"action {kind!r} cannot grow an existing network; use one of g_layer, d_layer, grow")
+def add_g_layer(arch: dict, layer: dict) -> tuple[dict, Fades]:
+    """A conv appended at the top of G's top stage, faded in."""
+    child = copy.deepcopy(arch)
+    child["g"][-1].append(_layer(layer))
+    return child, {"g": "layer", "d": None}
 
 
-def add_stage(arch: dict, g_layers: list[dict], d_layers: list[dict]) -> tuple[dict, Fade]:
+def add_d_layer(arch: dict, layer: dict) -> tuple[dict, Fades]:
+    """A conv inserted at the bottom of D (it reads from-RGB's output), faded in."""
+    child = copy.deepcopy(arch)
+    child["d"][-1].insert(0, _layer(layer))
+    return child, {"g": None, "d": "layer"}
+
+
+def _layer(layer: dict) -> dict:
+    return {"channels": int(layer["channels"]), "kernel": int(layer["kernel"])}
+
+
+def add_stage(arch: dict, g_layers: list[dict], d_layers: list[dict]) -> tuple[dict, Fades]:
     """Double the resolution: a new G stage on top and a new D stage at the bottom, both faded in."""
     if not g_layers or not d_layers:
         raise GenasError("a new stage needs at least one G layer and one D layer")
     child = copy.deepcopy(arch)
-    child["g"].append([dict(x) for x in g_layers])
-    child["d"].append([dict(x) for x in d_layers])
+    child["g"].append([_layer(x) for x in g_layers])
+    child["d"].append([_layer(x) for x in d_layers])
     return child, {"g": "stage", "d": "stage"}
 
 
@@ -110,7 +113,7 @@ def validate_arch(arch: object) -> dict:
     except (KeyError, TypeError):
         ok = False
     if not ok:
-        raise GenasError(f"malformed dggan architecture {arch!r}; the checkpoint does not match its config")
+        raise GenasError(f"malformed grown-GAN architecture {arch!r}; the checkpoint does not match its config")
     return arch
 
 
@@ -226,7 +229,7 @@ class DNet(nn.Module):
 class Nets(nn.Module):
     """G, D and the EMA generator of one architecture (with the fades in progress)."""
 
-    def __init__(self, arch: dict, fades: Fade = NO_FADE) -> None:
+    def __init__(self, arch: dict, fades: Fades = NO_FADE) -> None:
         super().__init__()
         self.arch, self.fades = arch, dict(fades)
         self.G, self.D, self.G_ema = GNet(arch, fades["g"]), DNet(arch, fades["d"]), GNet(arch, fades["g"])
@@ -249,7 +252,7 @@ def _rename(key: str, fading: bool) -> str:
     return key
 
 
-def inherit(parent: dict[str, torch.Tensor], arch: dict, fades: Fade) -> Nets:
+def inherit(parent: dict[str, torch.Tensor], arch: dict, fades: Fades) -> Nets:
     """Build the child (new parts random from the current torch seed) and copy the parent's tensors in.
 
     Existing layers of G, D and G_ema take the parent's G, D and G_ema tensors respectively, so the
@@ -276,3 +279,14 @@ def finalize(nets: Nets) -> Nets:
     done = Nets(nets.arch).to(next(nets.parameters()).device)
     done.load_state_dict(keep)
     return done
+
+
+class GrownGenerator(LatentGenerator):
+    """The EMA G of a grown architecture; dggan and progan subclass it with their ``space_name``."""
+
+    network = GNet
+    validate_arch = staticmethod(validate_arch)
+
+    @property
+    def resolution(self) -> int:
+        return resolution_of(self.arch)

@@ -1,0 +1,125 @@
+"""The beam of a growable space: its generations, planned from the study's own trials.
+
+Generation 0 is the space's roots. Generation g is planned once generation g-1 is finished: the
+``k`` best of its complete candidates (Pareto front, then the first objective) each get the
+children the space proposes. Each planned candidate is a *slot* ``g/i``; a trial takes the first
+free slot (``genas/search/growth.py`` does it under a study-wide lock, so no two workers take the
+same one) and records it in its user attrs. A slot is free while no trial holds it (RUNNING,
+WAITING, COMPLETE or PRUNED) and fewer than ``MAX_ATTEMPTS`` trials of it failed; a generation is
+finished when none of its slots is free or running. The plan is a pure function of the study's
+seed and the results of earlier generations, so every worker computes the same one, and a study
+resumed later picks up where it stopped. After the planned ``generations`` the beam goes on the
+same way, without the reachability constraint, for as many trials as it is given.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from genas.errors import GenasError
+from genas.search.ranking import rank_trials
+from genas.spaces.base import GrowableSpace
+
+PLAN_ATTR = "genas:plan"  # JSON of the planned params
+SLOT_ATTR = "genas:slot"  # "g/i"
+GENERATION_ATTR = "generation"
+PARENT_ATTR = "parent"
+ACTION_ATTR = "action"
+TOP_K_ATTR = "genas:top_k"  # the generation's parents, best first
+MAX_ATTEMPTS = 2  # a slot whose trial failed is tried once more, then given up
+_LIVE = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class Slot:
+    generation: int
+    index: int
+    parent: int | None
+    params: dict[str, Any]
+    parents: tuple[int, ...]  # the generation's parents, best first
+
+    @property
+    def key(self) -> str:
+        return f"{self.generation}/{self.index}"
+
+
+class Beam:
+    """Plans the generations of one study (see the module docstring)."""
+
+    def __init__(self, space: GrowableSpace, options: dict[str, Any], budget: str, resolution: int, seed: int,
+                 directions: Sequence[StudyDirection]) -> None:
+        self.space, self.options, self.budget, self.resolution = space, options, budget, resolution
+        self.seed, self.directions = seed, list(directions)
+        settings = space.beam(options, budget, resolution)
+        self.k, self.generations = int(settings["k"]), int(settings["generations"])
+        self._plans: dict[tuple[int, tuple[int, ...]], list[Slot]] = {}
+
+    def rng(self, *keys: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, *keys])
+
+    def plan(self, generation: int, parents: Sequence[FrozenTrial]) -> list[Slot]:
+        """The slots of ``generation``: the roots, or the children of ``parents`` (best first)."""
+        numbers = tuple(p.number for p in parents)
+        cached = self._plans.get((generation, numbers))
+        if cached is not None:
+            return cached
+        if generation == 0:
+            params = self.space.root_actions(self.options, self.budget, self.resolution, self.rng(0))
+            slots = [Slot(0, i, None, p, ()) for i, p in enumerate(params)]
+        else:
+            left = self.generations - generation if generation <= self.generations else None
+            slots = []
+            for parent in parents:
+                parent_params = json.loads(parent.user_attrs[PLAN_ATTR])
+                for p in self.space.child_actions(parent_params, parent.user_attrs["arch"], left, self.options,
+                                                  self.budget, self.resolution, self.rng(generation, parent.number)):
+                    slots.append(Slot(generation, len(slots), parent.number, p, numbers))
+        self._plans[(generation, numbers)] = slots
+        return slots
+
+    def next_slot(self, trials: Sequence[FrozenTrial]) -> Slot | None:
+        """The first free slot of the current generation, or None when every slot is taken and
+        some are still running (wait for them)."""
+        holders: dict[str, list[FrozenTrial]] = defaultdict(list)
+        for t in trials:
+            if SLOT_ATTR in t.user_attrs:
+                holders[t.user_attrs[SLOT_ATTR]].append(t)
+        generation, parents = 0, []
+        while True:
+            slots = self.plan(generation, parents)
+            if not slots:
+                raise GenasError(f"generation {generation} of the beam has no candidate to train: its parents "
+                                 f"{[p.number for p in parents]} can take no action; start a new study with "
+                                 "more generations or other widths / kernels (--set)")
+            running = False
+            for slot in slots:
+                held = holders.get(slot.key, [])
+                if any(t.state in _LIVE for t in held):
+                    running |= any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in held)
+                elif len(held) < MAX_ATTEMPTS:
+                    return slot
+            if running:
+                return None
+            complete = [t for s in slots for t in holders.get(s.key, []) if t.state == TrialState.COMPLETE]
+            if not complete:
+                reasons = {t.user_attrs.get("fail_reason", t.state.name) for s in slots for t in holders.get(s.key, [])}
+                raise GenasError(f"generation {generation} of the beam finished with no complete candidate "
+                                 f"({'; '.join(sorted(str(r)[:120] for r in reasons))}); fix the cause and start a "
+                                 "new study")
+            parents = rank_trials(complete, self.directions)[: self.k]
+            generation += 1
+
+    def attrs(self, slot: Slot, trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+        """The user attrs that record ``slot`` on the trial taking it."""
+        parent_arch = None
+        if slot.parent is not None:
+            parent_arch = next(t.user_attrs["arch"] for t in trials if t.number == slot.parent)
+        return {GENERATION_ATTR: slot.generation, SLOT_ATTR: slot.key, PARENT_ATTR: slot.parent,
+                ACTION_ATTR: self.space.action_label(slot.params, parent_arch),
+                PLAN_ATTR: json.dumps(slot.params, sort_keys=True), TOP_K_ATTR: list(slot.parents)}

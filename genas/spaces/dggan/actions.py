@@ -1,0 +1,102 @@
+"""DGGAN's growth actions, which of them a lineage may take, and how they read.
+
+An action is a plain dict ``{"action", "channels", "kernel"}`` (Optuna params of the trial):
+
+- ``root``: the minimal networks at 4x4 (``channels`` wide, a ``kernel`` conv); generation 0.
+- ``train``: no growth, the parent's networks trained on: the control child every generation
+  has, so that a growth must beat plain extra training to survive.
+- ``g_layer`` / ``d_layer``: one conv more at the top of G / the bottom of D (asymmetric depths).
+- ``grow``: double the resolution: a new G stage on top (upsample, then a ``kernel`` conv: never
+  1x1, which could not add detail to the upsampled image) and the matching D stage at the bottom.
+
+Reachability: a study plans ``generations`` generations and its champion must be at the
+dataset's resolution by then, so a child is only planned when its lineage can still get there
+(``generations_left`` later generations, one ``grow`` each at most).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from genas.errors import GenasError
+from genas.spaces.gan.grown import Fades, NO_FADE, add_d_layer, add_g_layer, add_stage, resolution_of
+
+KINDS = ("root", "train", "g_layer", "d_layer", "grow")
+GROWTHS = ("g_layer", "d_layer", "grow")
+
+
+def grows_to(resolution: int, start: int = 4) -> int:
+    """Doublings from ``start`` to ``resolution`` (both powers of two)."""
+    return max(resolution // start, 1).bit_length() - 1
+
+
+def grows_needed(arch: dict, resolution: int) -> int:
+    return grows_to(resolution, resolution_of(arch))
+
+
+def apply_action(arch: dict, action: dict) -> tuple[dict, Fades]:
+    """The child arch after one action, and which of its parts fade in."""
+    kind, layer = action.get("action"), {"channels": int(action["channels"]), "kernel": int(action["kernel"])}
+    if kind == "train":
+        return arch, dict(NO_FADE)
+    if kind == "g_layer":
+        return add_g_layer(arch, layer)
+    if kind == "d_layer":
+        return add_d_layer(arch, layer)
+    if kind == "grow":
+        if layer["kernel"] < 3:
+            raise GenasError("a grow's conv needs a spatial kernel (3 or more): a 1x1 conv after an upsample "
+                             "cannot add detail")
+        return add_stage(arch, [layer], [dict(layer)])
+    raise GenasError(f"action {kind!r} cannot continue a lineage; use one of {', '.join(KINDS[1:])}")
+
+
+def legal_kinds(arch: dict, resolution: int, generations_left: int | None, max_layers: int) -> list[str]:
+    """The kinds a child of ``arch`` may take; ``generations_left``: planned generations after it
+    (None: past the plan, anything legal)."""
+    need = grows_needed(arch, resolution)
+    stay = generations_left is None or need <= generations_left  # a non-grow keeps the target in reach
+    kinds = []
+    if stay:
+        kinds.append("train")
+        if len(arch["g"][-1]) < max_layers:
+            kinds.append("g_layer")
+        if len(arch["d"][-1]) < max_layers:
+            kinds.append("d_layer")
+    if need > 0 and (generations_left is None or need - 1 <= generations_left):
+        kinds.append("grow")
+    return kinds
+
+
+def child_actions(arch: dict, resolution: int, generations_left: int | None, *, children: int,
+                  channels: tuple[int, ...], kernels: tuple[int, ...], max_layers: int,
+                  rng: np.random.Generator) -> list[dict]:
+    """The control (``train``, when legal) and up to ``children`` distinct growth actions, sampled:
+    a kind uniformly among the legal ones, then its width and kernel."""
+    kinds = legal_kinds(arch, resolution, generations_left, max_layers)
+    top = arch["g"][-1][-1]
+    out = [{"action": "train", "channels": top["channels"], "kernel": top["kernel"]}] if "train" in kinds else []
+    options = {kind: [{"action": kind, "channels": c, "kernel": k} for c in channels for k in kernels
+                      if kind != "grow" or k >= 3]
+               for kind in kinds if kind in GROWTHS}
+    options = {kind: acts for kind, acts in options.items() if acts}
+    while len(out) < children + (1 if "train" in kinds else 0) and options:
+        kind = sorted(options)[int(rng.integers(len(options)))]
+        acts = options[kind]
+        out.append(acts.pop(int(rng.integers(len(acts)))))
+        if not acts:
+            del options[kind]
+    return out
+
+
+def label(action: dict, parent_arch: dict | None) -> str:
+    """``root 4×4 32ch 3×3``, ``train on 16×16``, ``G +conv 32ch 3×3 @16``, ``grow G+D 16→32 32ch 3×3``."""
+    layer = f"{action['channels']}ch {action['kernel']}×{action['kernel']}"
+    kind = action["action"]
+    if kind == "root" or parent_arch is None:
+        return f"root 4×4 {layer}"
+    res = resolution_of(parent_arch)
+    if kind == "train":
+        return f"train on {res}×{res}"
+    if kind == "grow":
+        return f"grow G+D {res}→{2 * res} {layer}"
+    return f"{'G' if kind == 'g_layer' else 'D'} +conv {layer} @{res}"
