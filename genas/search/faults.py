@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -73,6 +74,46 @@ def retry_interrupted(study: optuna.Study, number: int) -> None:
         if SLOT_ATTR not in trial.user_attrs:  # a beam's slot frees itself (see RetryStaleTrial)
             RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
         log.warning("trial %d was interrupted; it will be run again by the next worker", number)
+
+
+DEAD_WORKER_REASON = "its worker process on this machine is gone (killed); run again"
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials whose worker was a process on this machine that no longer exists.
+
+    For storages without heartbeats (the journal file): there nothing else would ever end a killed
+    worker's trial, and a beam waiting for its generation would wait for good. A worker is
+    recognised by its ``worker`` user attr (``host:pid``); trials of other machines are left alone.
+    """
+    from genas.search.objective import WORKER_ATTR
+
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker ended it first
+        log.warning("trial %d: %s", trial.number, DEAD_WORKER_REASON)
+        close_trial_run(trial, DEAD_WORKER_REASON)
+        if SLOT_ATTR not in trial.user_attrs:
+            RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+        failed.append(trial.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return pid != 0
 
 
 class ResilientRDBStorage(RDBStorage):

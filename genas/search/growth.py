@@ -79,9 +79,13 @@ class GrowthSampler(BaseSampler):
 
 
 def _fail_stale(study: optuna.Study) -> None:
-    """Fail trials whose worker stopped sending heartbeats, so that their slots free up."""
+    """Fail trials whose worker stopped sending heartbeats or died on this machine, so that their
+    slots free up (the second also covers storages without heartbeats)."""
     import warnings
+
+    from genas.search.faults import fail_dead_local_trials
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a no-op on storages without heartbeats
+    fail_dead_local_trials(study)

@@ -74,6 +74,8 @@ class Objective:
     parent_run_id: str | None
     progress: Progress = field(default_factory=Progress)
     current_trial: int | None = None  # the trial running now, for the worker's stop handling
+    last_trial: optuna.Trial | None = None  # the trial started last, and its values once it has them:
+    last_values: list[float] | None = None  # what the worker settles when the storage fails mid-trial
     spent: dict[str, float] = field(default_factory=dict)  # seconds per phase of the current trial
     images_done: int = 0  # training images the current trial has seen so far
 
@@ -90,13 +92,19 @@ class Objective:
         return self.space.budget(self.spec.budget)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        self.current_trial = trial.number
+        self.current_trial, self.last_trial, self.last_values = trial.number, trial, None
         self.spent = {}
         self.images_done = 0
         started = time.perf_counter()
+        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         claim = getattr(trial.study.sampler, "claim", None)
         if claim is not None:  # a planning sampler (dggan's beam) gives the trial its candidate first
-            claim(trial)
+            try:
+                claim(trial)
+            except GenasError as exc:
+                trial.set_user_attr(FAIL_REASON_ATTR, str(exc)[:2000])
+                self.current_trial = None
+                raise
         attrs = trial.user_attrs
         tags = {"genas.study": self.study_name, "genas.space": self.space.name,
                 "genas.trial": str(trial.number), "genas.dataset": self.spec.dataset,
@@ -108,7 +116,6 @@ class Objective:
         tags["genas.worker"] = WORKER_ID
         run = RunLogger(start_run(self.experiment_id, name, tags, self.parent_run_id))
         trial.set_user_attr(RUN_ID_ATTR, run.run_id)
-        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         self.progress.trial_started(trial.number, name)
         try:
             values = self._run(trial, run)
@@ -131,7 +138,7 @@ class Objective:
         run.metrics(self._time_split(time.perf_counter() - started), step=0)
         run.tags({"genas.state": "COMPLETE"})
         run.finish("FINISHED")
-        self.current_trial = None
+        self.current_trial, self.last_values = None, values
         return values[0] if len(values) == 1 else values
 
     def _run(self, trial: optuna.Trial, run: RunLogger) -> list[float]:

@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 from genas.data import load_dataset
 from genas.errors import GenasError, first_line
 from genas.registry.tracking import ensure_experiment, start_run
-from genas.search.faults import retry_interrupted, stop_on_sigterm
-from genas.search.objective import Objective, Progress, resolve_device
+from genas.search.faults import fail_dead_local_trials, retry_interrupted, stop_on_sigterm
+from genas.search.objective import FAIL_REASON_ATTR, Objective, Progress, resolve_device
 from genas.search.study import StudySpec, attach_search
 from genas.spaces.base import get_space
 
@@ -65,15 +65,22 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
         progress.trial_finished(t)
 
     callbacks = [finished]
+    if (storage_url or "").startswith("journal:"):  # no heartbeats there: find killed local workers ourselves
+        fail_dead_local_trials(study)
+        callbacks.append(lambda s, t: fail_dead_local_trials(s))
     if total_trials is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(total_trials, states=(TrialState.COMPLETE,)))
     started = time.monotonic()
     outage_since, done_at_outage = None, -1
+    in_flight: tuple[optuna.Trial, list[float] | None, str] | None = None
     with stop_on_sigterm():
         while True:
             left = None if n_trials is None else n_trials - done[0]
             time_left = None if timeout is None else timeout - (time.monotonic() - started)
             try:
+                if in_flight is not None:  # the trial the outage caught: end it before anything else
+                    settle(study, *in_flight)
+                    in_flight = None
                 if (left is not None and left <= 0) or (time_left is not None and time_left <= 0) or \
                         (total_trials is not None and _complete(study) >= total_trials):
                     break
@@ -89,6 +96,9 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
                     raise
                 if outage_since is None or done[0] > done_at_outage:  # a new outage, not the same one
                     outage_since, done_at_outage = time.monotonic(), done[0]
+                if in_flight is None and objective.last_trial is not None:
+                    in_flight = (objective.last_trial, objective.last_values, first_line(exc, 300))
+                    objective.last_trial = None
                 if time.monotonic() - outage_since > RECONNECT_FOR_S:
                     raise GenasError(f"the study storage has been unreachable for {RECONNECT_FOR_S:.0f} s "
                                      f"({first_line(exc, 200)}); check the database and start the worker again") from exc
@@ -97,6 +107,26 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
                 time.sleep(2.0)
                 continue
     return study
+
+
+def settle(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, error: str) -> None:
+    """End a trial that a storage outage left RUNNING: told COMPLETE when it had finished its work,
+    else failed with the reason (its MLflow run closed) and run again by the next worker."""
+    from genas.search.faults import close_trial_run, retry_interrupted
+
+    frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial.number), None)
+    if frozen is None or frozen.state != TrialState.RUNNING:
+        return  # finished after all, or already failed as stale by another worker
+    if values is not None:
+        study.tell(trial, values)
+        log.warning("trial %d finished during a storage outage; its result is recorded now", trial.number)
+        return
+    reason = f"the study storage failed while the trial ran ({error}); it is run again"
+    trial.set_user_attr(FAIL_REASON_ATTR, reason)
+    study.tell(trial, state=TrialState.FAIL)
+    close_trial_run(frozen, reason, "FAILED")
+    retry_interrupted(study, trial.number)
+    log.warning("trial %d: %s", trial.number, reason)
 
 
 def _complete(study: optuna.Study) -> int:
