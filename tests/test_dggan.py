@@ -148,11 +148,14 @@ def test_images_per_candidate_reach_the_budgets_lineage():
     space = get_space("dggan")
     for res, generations in ((32, 4), (8, 2), (64, 5)):
         s = space.settings(space.resolve_options({}), "small", res)
-        assert s["generations"] == generations
-        assert s["images"] % s["batch_size"] == 0
-        assert abs(s["images"] * (generations + 1) - IMAGES["small"]) <= (generations + 1) * s["batch_size"]
-    s = space.settings(space.resolve_options({"images": "1000", "generations": "6", "widths": "16,32"}), "small", 32)
-    assert (s["images"], s["generations"], s["widths"]) == (1024, 6, (16, 32))  # whole batches of 32
+        assert s["generations"] == generations and len(s["schedule"]) == generations + 1
+        assert all(n % s["batch_size"] == 0 for n in s["schedule"])
+        assert abs(sum(s["schedule"]) - IMAGES["small"]) <= (generations + 1) * s["batch_size"]
+        assert s["schedule"] == sorted(s["schedule"])  # later generations train longer
+        assert space.images_at(s, generations + 3) == s["schedule"][-1]  # past the plan: as the last one
+    s = space.settings(space.resolve_options({"images": "1000", "ratio": "1", "generations": "6", "widths": "16,32"}),
+                       "small", 32)
+    assert (s["schedule"], s["generations"], s["widths"]) == ([1024] * 7, 6, (16, 32))  # whole batches of 32
     with pytest.raises(GenasError, match="widths"):
         space.settings(space.resolve_options({"widths": "16,33"}), "small", 32)
 
@@ -216,15 +219,16 @@ def suggest(space, parent, action: dict, lr: float = 1e-3) -> dict:
 def test_root_then_children_train_and_report():
     space, data = get_space("dggan"), dataset(8)
     s = space.settings(space.resolve_options({}), "tiny", 8)
+    images = space.images_at(s, 0)  # the candidates below are all of generation 0's length
     rec = Recorder()
     config = suggest(space, None, {"action": "root", "channels": 8, "kernel": 3})
     assert config["parent"] is None and config["action"] == "root"
     gen = space.train(config, rec.ctx(data))
     assert len(rec.reports) == s["reports"]
-    assert rec.reports[-1][0] == s["images"]
+    assert rec.reports[-1][0] == images
     assert {"loss_d", "loss_g", "d_real", "d_fake", "swd_quick"} <= set(rec.reports[-1][1])
     assert all(math.isfinite(v) for _, m in rec.reports for v in m.values())
-    assert rec.ticks[-1] == (s["images"], s["images"])
+    assert rec.ticks[-1] == (images, images)
     assert gen.sample(5, seed=1).shape == (5, 1, 4, 4)
     assert rec.attrs["resolution"] == 4 and rec.attrs["full_resolution"] is False
     for action in ({"action": "grow", "channels": 16, "kernel": 5}, {"action": "d_layer", "channels": 8, "kernel": 1},
@@ -235,9 +239,10 @@ def test_root_then_children_train_and_report():
         assert len(rec.reports) == s["reports"]
         assert rec.attrs["arch"] == rec.saved[0]["arch"]
     assert gen.sample(5, seed=1).shape == (5, 1, 8, 8)
-    assert rec.saved[0]["lineage_images"] == rec.attrs["lineage_images"] == 4 * s["images"]
+    assert rec.saved[0]["lineage_images"] == rec.attrs["lineage_images"] == 4 * images
     assert rec.attrs["full_resolution"] is True
-    assert len(rec.attrs["arch"]["d"][-1]) == 2  # grow's D layer + the d_layer below it
+    assert len(rec.attrs["arch"]["d"][-1]) == 3  # grow's two D layers + the d_layer below them
+    assert len(rec.attrs["arch"]["g"][-1]) == 2  # grow's two G layers
     with pytest.raises(GenasError, match="resolution"):  # 8x8 is the dataset's: no more grow
         space.train(suggest(space, 0, {"action": "grow", "channels": 8, "kernel": 3}), rec.ctx(data, rec.saved))
 

@@ -50,7 +50,8 @@ def test_optuna_study_records_lineage(searched):
             p = next(p for p in trials if p.number == parent)
             assert p.user_attrs["generation"] == t.user_attrs["generation"] - 1 and parent in t.user_attrs["genas:top_k"]
             assert t.params["action"] in ("train", "g_layer", "d_layer", "grow")
-            assert t.user_attrs["lineage_images"] == p.user_attrs["lineage_images"] + roots[0].user_attrs["lineage_images"]
+            images = space.images_at(space.settings(space.resolve_options({}), "tiny", 32), t.user_attrs["generation"])
+            assert t.user_attrs["lineage_images"] == p.user_attrs["lineage_images"] + images
     for t in complete:
         assert "arch" in t.user_attrs and "mlflow_run_id" in t.user_attrs
         assert t.values[0] == pytest.approx(t.user_attrs["swd"])

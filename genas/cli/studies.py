@@ -35,9 +35,12 @@ from genas.errors import GenasError
 @click.option("--alias", default="champion", show_default=True, help="Alias given to the registered best model.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="A space option the search does not tune (repeatable), e.g. --set arch=resnet18 for pdiff.")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="After a GAN search, train the textbook DCGAN (the paper's configuration) on the champion's "
+                   "images and show both (reused when the storage has it).")
 def search(space: str, dataset: str, trials: int | None, timeout: float | None, budget: str, objective: str | None,
            sampler: str | None, pruner: str | None, top_k: int | None, storage: str | None, study_name: str | None,
-           device: str, seed: int, alias: str, settings: tuple[str, ...]) -> None:
+           device: str, seed: int, alias: str, settings: tuple[str, ...], baseline: bool) -> None:
     """Create (or resume) a study of SPACE, run it, register the best trial and show the leaderboard."""
     from genas.data import load_dataset
     from genas.evaluators import preflight
@@ -78,8 +81,27 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
                            storage_url=storage)
     leaderboard(study, spec)
     promotion = promote(study, alias)
+    if baseline:
+        _compare_with_baseline(study, spec, space_obj, storage, device)
     log_study_report(study, spec)
     _print_next_steps(study, promotion)
+
+
+def _compare_with_baseline(study, spec, space, storage: str | None, device: str) -> None:  # noqa: ANN001
+    from genas.registry.promote import best_trial
+    from genas.search.baseline import applies, compare, describe, reference, reference_study_name
+
+    if not applies(space, spec):
+        return
+    champion = best_trial(study)
+    images = int(champion.user_attrs.get("lineage_images") or 0)
+    if images <= 0:
+        return
+    click.echo(f"training the no-search baseline: dcgan, the paper's configuration, on {images:,} images "
+               f"(--no-baseline skips it)")
+    ref = reference(spec, images, storage, device)
+    record = compare(study, spec, champion, ref, reference_study_name(spec, images))
+    click.echo("baseline " + describe(record, [d.name.lower() for d in study.directions]))
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, str]:

@@ -39,6 +39,8 @@ class ReportParts:
     samples: dict[int, bytes] = field(default_factory=dict)  # trial number → samples.png bytes
     switches: list[SwitchEffect] = field(default_factory=list)  # modules on / off
     directions: list[str] = field(default_factory=list)  # "minimize" / "maximize" per objective
+    baseline: dict | None = None  # the no-search reference's scores (search/baseline.py), when trained
+    baseline_grid: bytes | None = None
 
 
 def build_report(study: optuna.Study, spec: StudySpec, best_samples: int = BEST_SAMPLES) -> ReportParts:
@@ -58,6 +60,11 @@ def build_report(study: optuna.Study, spec: StudySpec, best_samples: int = BEST_
     parts.figures.update(optuna_plots(study, spec))
     if get_space(spec.space).scores_images:  # a family that generates classifiers has no grids
         parts.samples = sample_grids(ranked[:best_samples])
+    from genas.search.baseline import BASELINE_ATTR
+
+    parts.baseline = study.user_attrs.get(BASELINE_ATTR)
+    if parts.baseline and parts.baseline.get("run_id"):
+        parts.baseline_grid = _run_grid(parts.baseline["run_id"], f"the baseline {parts.baseline['study']}")
     return parts
 
 
@@ -99,19 +106,26 @@ def optuna_plots(study: optuna.Study, spec: StudySpec) -> dict[str, bytes]:
 
 def sample_grids(trials: list[FrozenTrial]) -> dict[int, bytes]:
     """The ``samples.png`` each trial logged to its MLflow run."""
-    from genas.registry.tracking import RUN_ID_ATTR, RunLogger
+    from genas.registry.tracking import RUN_ID_ATTR
 
     out: dict[int, bytes] = {}
     for t in trials:
         run_id = t.user_attrs.get(RUN_ID_ATTR)
-        if run_id is None:
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                out[t.number] = RunLogger(run_id).download("samples.png", Path(tmp)).read_bytes()
-            except Exception as exc:  # noqa: BLE001 - a missing artifact leaves the grid out, not the report
-                log.warning("trial %d: no sample grid (%s)", t.number, exc)
+        grid = _run_grid(run_id, f"trial {t.number}") if run_id is not None else None
+        if grid is not None:
+            out[t.number] = grid
     return out
+
+
+def _run_grid(run_id: str, what: str) -> bytes | None:
+    from genas.registry.tracking import RunLogger
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return RunLogger(run_id).download("samples.png", Path(tmp)).read_bytes()
+        except Exception as exc:  # noqa: BLE001 - a missing artifact leaves the grid out, not the report
+            log.warning("%s: no sample grid (%s)", what, exc)
+            return None
 
 
 def log_study_report(study: optuna.Study, spec: StudySpec, parts: ReportParts | None = None) -> None:
@@ -138,6 +152,10 @@ def log_study_report(study: optuna.Study, spec: StudySpec, parts: ReportParts | 
         if parts.ranked:
             run.metrics({f"best_{o}": v for o, v in zip(spec.objectives, parts.ranked[0].values)},
                         step=len(parts.trials))
+        if parts.baseline:  # the no-search reference beside the best, in the MLflow UI
+            run.metrics({f"baseline_{o}": v for o, v in parts.baseline["values"].items()}, step=len(parts.trials))
+            run.tags({"genas.baseline_study": parts.baseline["study"],
+                      "genas.baseline_images": str(parts.baseline.get("images"))})
         gains = {f"module_gain_{e.param}": e.gain for e in parts.switches if e.gain is not None}
         if gains:  # what each switchable module was worth, on the parent run in the MLflow UI
             run.metrics(gains, step=len(parts.trials))

@@ -59,12 +59,32 @@ Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
 <h2>Leaderboard</h2>
 <table><tr><th>rank</th><th>trial</th>{head}<th>images</th><th>gen</th><th>parent</th><th>action / params</th><th>duration</th>
 <th>MLflow run</th></tr>{''.join(rows)}</table>
+{_baseline(parts)}
 <h2>Best sample grids</h2><div class="grids">{grids or '<p>none yet</p>'}</div>
 {_switch_table(parts)}
 {figures}
 {f'<h2>Failed trials</h2><ul>{failures}</ul>' if failures else ''}
 </body></html>
 """
+
+
+def _baseline(parts: "ReportParts") -> str:
+    """The champion beside the textbook DCGAN trained on the same images (search/baseline.py)."""
+    b = parts.baseline
+    if not b:
+        return ""
+    esc = html.escape
+    rows = "".join(f"<tr><td>{esc(name)}</td><td class=num>{b['champion_values'][name]:.3f}</td>"
+                   f"<td class=num>{value:.3f}</td></tr>" for name, value in b["values"].items())
+    champion_grid = parts.samples.get(b["champion"])
+    grids = "".join(f"<figure>{_img(png, label)}<figcaption>{esc(label)}</figcaption></figure>"
+                    for png, label in ((champion_grid, f"champion, trial {b['champion']}"),
+                                       (parts.baseline_grid, "dcgan, the paper's configuration")) if png)
+    return (f"<h2>Against the no-search baseline</h2><p>The textbook DCGAN (Radford et al. 2016, the paper's "
+            f"configuration, nothing searched) trained on the same dataset with {b.get('images') or 0:,} images "
+            f"(the champion's: {b.get('champion_images') or 0:,}); study <code>{esc(b['study'])}</code>.</p>"
+            f"<table><tr><th>metric</th><th>champion</th><th>dcgan</th></tr>{rows}</table>"
+            f"<div class=grids>{grids}</div>")
 
 
 def _goals(parts: "ReportParts") -> str:

@@ -6,8 +6,10 @@ An action is a plain dict ``{"action", "channels", "kernel"}`` (Optuna params of
 - ``train``: no growth, the parent's networks trained on: the control child every generation
   has, so that a growth must beat plain extra training to survive.
 - ``g_layer`` / ``d_layer``: one conv more at the top of G / the bottom of D (asymmetric depths).
-- ``grow``: double the resolution: a new G stage on top (upsample, then a ``kernel`` conv: never
-  1x1, which could not add detail to the upsampled image) and the matching D stage at the bottom.
+- ``grow``: double the resolution: a new G stage on top (upsample, then two ``kernel`` convs, as
+  ProGAN's block; never 1x1, which could not add detail to the upsampled image) and the matching
+  D stage at the bottom. (One conv per new stage trained far worse at equal images: 75 vs 25 SWD
+  on mnist5k at 20,000 images in our runs, with mode collapse.)
 
 Reachability: a study plans ``generations`` generations and its champion must be at the
 dataset's resolution by then, so a child is only planned when its lineage can still get there
@@ -46,7 +48,7 @@ def apply_action(arch: dict, action: dict) -> tuple[dict, Fades]:
         if layer["kernel"] < 3:
             raise GenasError("a grow's conv needs a spatial kernel (3 or more): a 1x1 conv after an upsample "
                              "cannot add detail")
-        return add_stage(arch, [layer], [dict(layer)])
+        return add_stage(arch, [layer, dict(layer)], [dict(layer), dict(layer)])
     raise GenasError(f"action {kind!r} cannot continue a lineage; use one of {', '.join(KINDS[1:])}")
 
 

@@ -4,14 +4,18 @@ The search (``genas/search/beam.py`` with this space's actions) alternates growi
 as the paper's Figure 1 does: generation 0 holds ``roots`` minimal networks (different widths,
 kernels and learning rates); generation g expands the ``k`` best of generation g-1, each into a
 control child that only trains on and ``children`` sampled growth actions (``actions.py``);
-every candidate of a generation trains on the same ``images`` (``train.py``), so candidates are
+every candidate of a generation trains on the same images (``train.py``), so candidates are
 ranked only against candidates with the same training behind them. Training hyperparameters
 belong to a lineage: drawn for the roots, inherited by every child.
 
-The budget's lineage (``gan/budgets.IMAGES``: the images behind one model of any GAN family) is
-reached at the last planned generation: ``images = IMAGES / (generations + 1)``, with
-``generations`` = the grows the dataset's resolution needs plus one. Options (``--set KEY=VALUE``,
-0 or empty: the budget's): ``k``, ``roots``, ``children``, ``images`` (per candidate),
+Images per generation grow geometrically, ``images_g = images_0 * ratio ** g``: a lineage spends
+little at 4x4 and most of its images at the resolutions that make the samples (at equal images a
+GAN trained longer at full resolution is better, and the low-resolution steps are cheap to
+search). The budget's lineage (``gan/budgets.IMAGES``: the images behind one model of any GAN
+family) is reached at the last planned generation, ``generations`` = the grows the dataset's
+resolution needs plus one; generations past the plan train as long as the last planned one.
+Options (``--set KEY=VALUE``, 0 or empty: the budget's): ``k``, ``roots``, ``children``,
+``images`` (per candidate of generation 0), ``ratio`` (1: every generation the same),
 ``generations``, ``widths`` and ``kernels`` (comma-separated choices), ``layers`` (most convs per
 stage), ``loss`` (logistic, hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (the first
 root's; the others draw around it).
@@ -42,12 +46,13 @@ LR_RANGE = (1e-4, 1e-2)  # what a lineage's learning rate can be (the roots draw
 
 BUDGETS = {
     "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 2,
-             "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 100},
+             "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 100, "ratio": 1.5},
     "small": {"batch_size": 32, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
-              "roots": 4, "k": 2, "children": 2, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 2_000},
+              "roots": 4, "k": 2, "children": 2, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 2_000,
+              "ratio": 2.0},
     "full": {"batch_size": 64, "reports": 4, "widths": (128, 256, 512), "kernels": (3, 5), "latent": 512,
              "layers": 4, "roots": 6, "k": 3, "children": 3, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25,
-             "ema_half_life": 10_000},
+             "ema_half_life": 10_000, "ratio": 2.0},
 }
 for _name, _b in BUDGETS.items():
     _b.update(lineage_images=IMAGES[_name], eval_samples=EVAL_SAMPLES[_name],
@@ -77,20 +82,27 @@ class DGGANSpace(GrowableSpace):
     samplers = ("growth",)
     budgets = BUDGETS
     action_params = {"action": growth.KINDS, "channels": CHANNELS, "kernel": KERNELS}
-    options = {"k": 0, "roots": 0, "children": 0, "images": 0, "generations": 0, "widths": "", "kernels": "",
-               "layers": 0, "loss": "logistic", "augment": "", "lr": 0.0}
+    options = {"k": 0, "roots": 0, "children": 0, "images": 0, "ratio": 0.0, "generations": 0, "widths": "",
+               "kernels": "", "layers": 0, "loss": "logistic", "augment": "", "lr": 0.0}
 
     # ------------------------------------------------------------ settings
     def settings(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
         """The budget's values with the study's options over them (0 / empty: the budget's)."""
         b = self.budget(budget)
-        s = {key: options.get(key) or b[key] for key in ("k", "roots", "children", "layers", "lr")}
+        s = {key: options.get(key) or b[key] for key in ("k", "roots", "children", "layers", "lr", "ratio")}
         s["widths"] = _choices(options["widths"], "widths", CHANNELS) if options.get("widths") else b["widths"]
         s["kernels"] = _choices(options["kernels"], "kernels", KERNELS) if options.get("kernels") else b["kernels"]
         s["generations"] = options.get("generations") or growth.grows_to(resolution) + 1
-        per = options.get("images") or b["lineage_images"] // (s["generations"] + 1)
-        s["images"] = max(-(-per // b["batch_size"]) * b["batch_size"], b["batch_size"])  # whole batches
+        first = options.get("images") or b["lineage_images"] / sum(s["ratio"] ** g for g in range(s["generations"] + 1))
+        batch = b["batch_size"]
+        s["schedule"] = [max(-(-round(first * s["ratio"] ** g) // batch) * batch, batch)  # whole batches
+                         for g in range(s["generations"] + 1)]
         return {**b, **s, "loss": options.get("loss", "logistic"), "augment": options.get("augment", "")}
+
+    @staticmethod
+    def images_at(settings: dict, generation: int) -> int:
+        """Images per candidate of ``generation`` (past the plan: as many as the last planned one)."""
+        return settings["schedule"][min(generation, len(settings["schedule"]) - 1)]
 
     def check(self, dataset: Dataset, options: dict[str, Any], *, budget: str | None = None,
               objectives: tuple[str, ...] = ()) -> None:
@@ -99,6 +111,8 @@ class DGGANSpace(GrowableSpace):
         for key in ("k", "roots", "children", "images", "generations", "layers"):
             if options[key] < 0:
                 raise GenasError(f"option {key}={options[key]} must be >= 0 (0: the budget's)")
+        if options["ratio"] and not 1.0 <= options["ratio"] <= 4.0:
+            raise GenasError(f"option ratio={options['ratio']:g} must lie in [1, 4] (1: every generation the same)")
         if options["lr"] and not LR_RANGE[0] <= options["lr"] <= LR_RANGE[1]:
             raise GenasError(f"option lr={options['lr']:g} must lie in [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]")
         resolution = dataset.resolution
@@ -118,7 +132,7 @@ class DGGANSpace(GrowableSpace):
         return s["roots"] + s["generations"] * s["k"] * (s["children"] + 1)
 
     def trial_images(self, budget: str, options: dict[str, Any], resolution: int) -> int:
-        return int(self.settings(options, budget, resolution)["images"])
+        return int(self.settings(options, budget, resolution)["schedule"][-1])
 
     # ------------------------------------------------------------ the beam's plan
     def beam(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
@@ -157,7 +171,7 @@ class DGGANSpace(GrowableSpace):
     def suggest(self, trial, ctx: TrialContext) -> dict:
         if "parent" not in trial.user_attrs:
             raise GenasError("space dggan searches with the growth sampler; leave --sampler out or pass --sampler growth")
-        config = {"parent": trial.user_attrs["parent"]}
+        config = {"parent": trial.user_attrs["parent"], "generation": trial.user_attrs.get("generation", 0)}
         for name, choices in self.action_params.items():
             config[name] = trial.suggest_categorical(name, choices)
         config["lr"] = trial.suggest_float("lr", *LR_RANGE, log=True)
@@ -174,9 +188,10 @@ class DGGANSpace(GrowableSpace):
         nets, before = dggan_train.build(action, parent, s["latent"], ctx)
         recipe = Recipe(loss=GANLoss(kind=s["loss"], r1_gamma=s["r1_gamma"]), lr_g=float(config["lr"]),
                         lr_d=float(config["lr"]), batch_size=s["batch_size"], augment=s["augment"])
-        nets = dggan_train.train(nets, recipe, s["images"], fade_share=s["fade"], ema_half_life=s["ema_half_life"],
+        images = self.images_at(s, int(config.get("generation", 0)))
+        nets = dggan_train.train(nets, recipe, images, fade_share=s["fade"], ema_half_life=s["ema_half_life"],
                                  lineage_images=before["lineage_images"], reports=s["reports"], ctx=ctx)
-        lineage_images = before["lineage_images"] + s["images"]
+        lineage_images = before["lineage_images"] + images
         res = resolution_of(nets.arch)
         for key, value in {"arch": nets.arch, "lineage_images": lineage_images, "resolution": res,
                            "full_resolution": res == ctx.dataset.resolution}.items():

@@ -1,0 +1,195 @@
+"""What the search finds: every GAN family's champion against the no-search DCGAN at equal images.
+
+    python bench/bench_quality.py --budget small --datasets mnist5k,photos --seeds 0,1,2 \\
+        --spaces dggan,progan,mspgsen,san --out bench/results/quality-small
+
+For every dataset and seed, each space runs as a user runs it, ``genas search SPACE --budget B
+--dataset D --seed S`` (a subprocess, its own genas home), which also trains the no-search
+reference: the ``dcgan`` space's trial 0, the paper's configuration, on the champion's own
+training images (``genas/search/baseline.py``). progan gets as many trials as fit in dggan's
+total search images (each progan trial trains on a dggan lineage's images), so that the two
+compare at equal search cost. Every champion and reference is then scored the same way here:
+1,000 samples (seed 0) against the dataset, SWD (and ``fid_digitnet`` on digits); the real data
+against itself (two disjoint halves of 1,000) gives the floor. Results: one JSON line per run in
+``OUT/results.jsonl``, a markdown table on stdout and in ``OUT/table.md``, and each champion's
+and reference's sample grid as ``OUT/<dataset>-s<seed>-<space>.png`` / ``...-dcgan.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+SAMPLES = 1_000
+SEARCH_IMAGES_SPACE = "dggan"  # progan gets this space's total search images
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials: int | None) -> float:
+    cmd = [sys.executable, "-m", "genas.cli", "search", space, "--budget", budget, "--dataset", dataset,
+           "--seed", str(seed)] + (["--trials", str(trials)] if trials else [])
+    env = {**os.environ, "GENAS_HOME": str(home), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = time.perf_counter()
+    out = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    (home / f"{space}.log").write_text(out.stdout + out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    return seconds
+
+
+def score(generator, dataset, metrics: list[str]) -> dict[str, float]:  # noqa: ANN001
+    from genas.evaluators import evaluate
+
+    fake = generator.sample(SAMPLES, seed=0)
+    result = evaluate(fake, dataset, metrics, n_real=SAMPLES, seed=0)
+    return {m: result[m] for m in metrics}
+
+
+def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: Path, tag: str) -> dict:
+    """The champion, its search cost and the reference, read back from the run's own storage."""
+    import optuna
+
+    import genas
+    from genas.data import load_dataset
+    from genas.images import save_grid
+    from genas.registry.promote import best_trial
+    from genas.search.baseline import BASELINE_ATTR
+
+    os.environ["GENAS_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    from genas.registry.tracking import configure_mlflow
+
+    configure_mlflow()
+    dataset = load_dataset(dataset_name)
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    study = optuna.load_study(study_name=f"{space}-{dataset_name}", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    champion = best_trial(study)
+    search_images = _search_images(trials)
+    searched_seconds = sum(t.duration.total_seconds() for t in trials if t.duration)
+    generator = genas.load(f"models:/genas-{space}-{dataset_name}@champion")
+    save_grid(generator.sample(64, seed=0), out / f"{tag}-{space}.png")
+    row = {"space": space, "trials": len(trials),
+           "complete": sum(t.state.name == "COMPLETE" for t in trials),
+           "champion": champion.number, "champion_images": champion.user_attrs.get("lineage_images"),
+           "search_images": search_images, "search_seconds": searched_seconds,
+           **{f"champion_{m}": v for m, v in score(generator, dataset, metrics).items()}}
+    baseline = study.user_attrs.get(BASELINE_ATTR)
+    if baseline:
+        ref = genas.load(f"runs:/{baseline['run_id']}/model")
+        save_grid(ref.sample(64, seed=0), out / f"{tag}-{space}-dcgan.png")
+        row.update({"baseline_images": baseline["images"],
+                    **{f"baseline_{m}": v for m, v in score(ref, dataset, metrics).items()}})
+    return row
+
+
+def _search_images(trials) -> int:  # noqa: ANN001
+    """The images every trial of the study trained on (a dggan child: its own, not its lineage's)."""
+    by_number = {t.number: t for t in trials}
+    total = 0
+    for t in trials:
+        images = t.user_attrs.get("lineage_images")
+        if images is None:
+            continue
+        parent = t.user_attrs.get("parent")
+        if parent is not None and parent in by_number:
+            images -= by_number[parent].user_attrs.get("lineage_images", 0)
+        total += images
+    return total
+
+
+def floor(dataset_name: str, metrics: list[str]) -> dict[str, float]:
+    """The real data against itself: two disjoint random halves of SAMPLES images."""
+    from genas.data import Dataset, load_dataset
+    from genas.evaluators import evaluate
+
+    data = load_dataset(dataset_name)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
+    fake = data.uint8()[order[:SAMPLES]]
+    rest = Dataset(data.name, data.key + "-rest", data.images[order[SAMPLES:]])
+    return {m: v for m, v in evaluate(fake, rest, metrics, n_real=SAMPLES, seed=0).items() if m in metrics}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", default="small")
+    p.add_argument("--datasets", default="mnist5k,photos")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--spaces", default="dggan,progan,mspgsen,san")
+    p.add_argument("--out", default="bench/results/quality")
+    args = p.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}; budget {args.budget}", flush=True)
+    rows = []
+    for dataset in args.datasets.split(","):
+        metrics = ["swd", "fid_digitnet"] if dataset in ("mnist5k", "digits") else ["swd"]
+        real = floor(dataset, metrics)
+        print(f"{dataset}: real vs real {json.dumps({k: round(v, 2) for k, v in real.items()})}", flush=True)
+        for seed in (int(s) for s in args.seeds.split(",")):
+            home = out / "homes" / f"{dataset}-s{seed}"
+            home.mkdir(parents=True, exist_ok=True)
+            search_images = None
+            for space in args.spaces.split(","):
+                trials = None
+                if space == "progan" and search_images:  # equal total search images
+                    from genas.spaces import get_space
+
+                    trials = max(1, round(search_images / get_space("progan").budget(args.budget)["images_per_trial"]))
+                wall = search(space, dataset, args.budget, seed, home, trials)
+                row = {"dataset": dataset, "seed": seed, "budget": args.budget, "machine": machine(),
+                       "wall_seconds": wall, **collect(space, dataset, home, metrics, out, f"{dataset}-s{seed}"),
+                       **{f"real_{m}": v for m, v in real.items()}}
+                if space == SEARCH_IMAGES_SPACE:
+                    search_images = row["search_images"]
+                rows.append(row)
+                with open(out / "results.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    table = render(rows)
+    (out / "table.md").write_text(table)
+    print(table)
+
+
+def render(rows: list[dict]) -> str:
+    metrics = [k.removeprefix("champion_") for k in rows[0] if k.startswith("champion_") and k != "champion_images"]
+    head = ["dataset", "seed", "space", *(f"{m} champion" for m in metrics), *(f"{m} dcgan" for m in metrics),
+            "images (champion / dcgan)", "search images", "trials", "wall min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["dataset"], str(r["seed"]), r["space"],
+                 *(f"{r[f'champion_{m}']:.1f}" for m in metrics),
+                 *(f"{r[f'baseline_{m}']:.1f}" if f"baseline_{m}" in r else "-" for m in metrics),
+                 f"{r['champion_images'] or 0:,} / {r.get('baseline_images') or 0:,}", f"{r['search_images']:,}",
+                 f"{r['complete']}/{r['trials']}", f"{r['wall_seconds'] / 60:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    summary = []
+    for key in sorted({(r["dataset"], r["space"]) for r in rows}):
+        group = [r for r in rows if (r["dataset"], r["space"]) == key]
+        for m in metrics:
+            mine = [r[f"champion_{m}"] for r in group]
+            ref = [r[f"baseline_{m}"] for r in group if f"baseline_{m}" in r]
+            spread = (lambda v: f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")
+            summary.append(f"- {key[0]} {key[1]} {m}: champion {statistics.mean(mine):.1f}{spread(mine)}"
+                           + (f", dcgan at equal images {statistics.mean(ref):.1f}{spread(ref)}" if ref else "")
+                           + f" ({len(group)} seeds)")
+    return "\n".join(lines + [""] + summary) + "\n"
+
+
+if __name__ == "__main__":
+    main()
