@@ -13,6 +13,13 @@ trial start to last trial end.
 (b) A few ``small`` dggan trials on SQLite; each logs ``seconds_training``,
 ``seconds_evaluation`` and ``seconds_framework`` (everything else: MLflow, checkpoints in and out,
 the model, sampler, storage), and the table shows genas's share of the wall time.
+
+(c) ``--scale 100,1000,10000``: what the growth sampler costs per trial as a study grows. A dggan
+study with N finished trials is written to each storage (a beam replayed offline: real plans,
+real archs, random scores), then, in a fresh process as a new worker would be: reading the
+trials (first read, then a cached re-read), planning the next slot from them (first plan: every
+generation replayed; then the worker's cached plans), a whole ``claim`` (lock, read, plan, write)
+and ranking all N trials for the leaderboard (one and two objectives).
 """
 from __future__ import annotations
 
@@ -75,7 +82,7 @@ def _worker(study_name: str, storage_url: str, trials: int) -> None:
     from genas.search.worker import run_worker
 
     study, spec = load_study(study_name, open_storage(storage_url))
-    run_worker(study, spec, n_trials=trials, timeout=None, device="cpu")
+    run_worker(study, spec, n_trials=trials, timeout=None, device="cpu", storage_url=storage_url)
 
 
 def noop_case(storage_kind: str, workers: int, per_worker: int, pg_admin) -> float:  # noqa: ANN001
@@ -142,8 +149,9 @@ def dggan_share(trials: int) -> list[dict]:
         mlflow_uri = os.environ["MLFLOW_TRACKING_URI"]
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         try:
-            study = run_worker(create_or_resume("share", spec, open_storage(f"sqlite:///{tmp}/optuna.db")), spec,
-                               n_trials=trials, timeout=None, device="auto")
+            url = f"sqlite:///{tmp}/optuna.db"
+            study = run_worker(create_or_resume("share", spec, open_storage(url)), spec,
+                               n_trials=trials, timeout=None, device="auto", storage_url=url)
             client = mlflow.tracking.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
             rows = []
             for t in study.trials:
@@ -156,12 +164,116 @@ def dggan_share(trials: int) -> list[dict]:
             os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
 
 
+def synthetic_beam(n: int, seed: int = 0) -> list:
+    """N finished trials of a dggan beam on mnist5k (small): the planner's own slots, real archs."""
+    import json
+
+    import numpy as np
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState, create_trial
+
+    from genas.search.beam import Beam
+    from genas.spaces import get_space
+    from genas.spaces.dggan.actions import apply_action
+    from genas.spaces.gan.grown import root_arch
+
+    space = get_space("dggan")
+    beam = Beam(space, space.resolve_options({}), "small", 32, seed, [StudyDirection.MINIMIZE])
+    rng = np.random.default_rng(seed)
+    dists = {k: CategoricalDistribution(v) for k, v in space.action_params.items()}
+    dists["lr"] = FloatDistribution(1e-4, 1e-2, log=True)
+    made: list = []
+    while len(made) < n:
+        slot = beam.next_slot(made)
+        parent = next((t for t in made if t.number == slot.parent), None)
+        arch = (root_arch(64, 1, slot.params["channels"], slot.params["kernel"]) if parent is None
+                else apply_action(parent.user_attrs["arch"], slot.params)[0])
+        attrs = {**beam.attrs(slot, made), "arch": arch, "lineage_images": 1000, "mlflow_run_id": "x" * 32}
+        trial = create_trial(value=float(rng.uniform(20, 200)), params=dict(slot.params), distributions=dists,
+                             user_attrs=attrs, state=TrialState.COMPLETE)
+        trial.number = len(made)
+        made.append(trial)
+        assert json.loads(attrs["genas:plan"]) == slot.params
+    return made
+
+
+def _scale_probe(url: str, name: str, out: "mp.Queue") -> None:
+    """In a fresh process: the per-trial costs of a worker joining a study of N trials."""
+    import optuna
+
+    from genas.search.ranking import rank_trials
+    from genas.search.study import StudySpec, attach_search, open_storage
+
+    warnings.filterwarnings("ignore")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = StudySpec("dggan", "mnist5k", "small", ("swd",), "growth", "none", 0)
+    from genas.spaces import get_space
+
+    study = attach_search(optuna.load_study(study_name=name, storage=open_storage(url)), spec, get_space("dggan"),
+                          32, url)
+    t = {}
+    start = time.perf_counter()
+    trials = study.get_trials(deepcopy=False)
+    t["read_first"] = time.perf_counter() - start
+    start = time.perf_counter()
+    trials = study.get_trials(deepcopy=False)
+    t["read_again"] = time.perf_counter() - start
+    start = time.perf_counter()
+    study.sampler.beam.next_slot(trials)
+    t["plan_first"] = time.perf_counter() - start
+    start = time.perf_counter()
+    study.sampler.beam.next_slot(trials)
+    t["plan_again"] = time.perf_counter() - start
+    trial = study.ask()
+    start = time.perf_counter()
+    study.sampler.claim(trial)
+    t["claim"] = time.perf_counter() - start
+    complete = [x for x in trials if x.values]
+    start = time.perf_counter()
+    rank_trials(complete, study.directions)
+    t["rank_1"] = time.perf_counter() - start
+    for x in complete:  # a second objective, anti-correlated with the first
+        x.values = [x.values[0], 250.0 - x.values[0] + (x.number % 7)]
+    start = time.perf_counter()
+    rank_trials(complete, [study.directions[0]] * 2)
+    t["rank_2"] = time.perf_counter() - start
+    out.put(t)
+
+
+def scale_case(storage_kind: str, n: int, pg_admin) -> dict:  # noqa: ANN001
+    import optuna
+
+    from genas.search.study import StudySpec, create_or_resume, open_storage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/optuna.db" if storage_kind == "sqlite" else \
+            pg_admin.create(f"genas_bench_{uuid.uuid4().hex[:8]}")
+        try:
+            name = f"scale-{n}"
+            spec = StudySpec("dggan", "mnist5k", "small", ("swd",), "growth", "none", 0)
+            study = create_or_resume(name, spec, open_storage(url))
+            study.add_trials(synthetic_beam(n))
+            queue: mp.Queue = mp.Queue()
+            proc = mp.Process(target=_scale_probe, args=(url, name, queue))
+            proc.start()
+            result = queue.get(timeout=3600)
+            proc.join()
+            return result
+        finally:
+            if storage_kind == "postgresql":
+                pg_admin.drop(url)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--workers", default="1,4,8")
     p.add_argument("--trials-per-worker", type=int, default=8)
     p.add_argument("--storages", default="sqlite,journal,postgresql")
     p.add_argument("--dggan-trials", type=int, default=3)
+    p.add_argument("--scale", default="", help="(c) finished-trial counts, e.g. 100,1000,10000")
+    p.add_argument("--scale-storages", default="sqlite,postgresql")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -178,6 +290,19 @@ def main() -> None:
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"machine: {cpu}; torch {torch.__version__}; MLflow on PostgreSQL 127.0.0.1; "
           f"{args.trials_per_worker} no-op trials per worker")
+    if args.scale:
+        print("\n| storage | finished trials | read (first / cached) | plan (first / cached) | claim | "
+              "rank 1 obj | rank 2 obj |")
+        print("|---|---|---|---|---|---|---|")
+        for kind in args.scale_storages.split(","):
+            for n in (int(x) for x in args.scale.split(",")):
+                r = scale_case(kind, n, pg)
+                ms = {k: 1000 * v for k, v in r.items()}
+                print(f"| {kind} | {n:,} | {ms['read_first']:.0f} / {ms['read_again']:.0f} ms | "
+                      f"{ms['plan_first']:.0f} / {ms['plan_again']:.1f} ms | {ms['claim']:.0f} ms | "
+                      f"{ms['rank_1']:.1f} ms | {ms['rank_2']:.1f} ms |", flush=True)
+    if not args.storages:
+        return
     print("| storage | workers | trials/min |")
     print("|---|---|---|")
     try:

@@ -237,6 +237,6 @@ def load_study(name: str, storage: BaseStorage) -> tuple[optuna.Study, StudySpec
 def attach_search(study: optuna.Study, spec: StudySpec, space: Space, resolution: int,
                   storage_url: str | None = None) -> optuna.Study:
     """Reload the study with the sampler and pruner its spec names (both are per-process objects)."""
-    return optuna.load_study(study_name=study.study_name, storage=study._storage,
+    return optuna.load_study(study_name=study.study_name, storage=open_storage(storage_url),
                              sampler=build_sampler(spec, space, resolution, storage_url, study.study_name),
                              pruner=build_pruner(spec, space, resolution))
