@@ -299,6 +299,9 @@ def test_state_round_trip_samples_the_same_models(trained, digits):
     with torch.no_grad():
         for a, b in zip(again.sample_models(2, seed=3), generator.sample_models(2, seed=3)):
             assert torch.equal(a(x), b(x))
+    assert tensors["norm.scale"].shape == (256,)  # one scale per generated tensor, spread over its coordinates
+    older = generator_from_state(config, {**tensors, "norm.scale": tensors["norm.scale"][:1]})  # one global scale
+    assert older.sample(1, seed=7).shape == (1, 256)
     broken = {k: v for k, v in tensors.items() if not k.startswith("denoiser.out")}
     with pytest.raises(GenasError, match="does not match its config"):
         generator_from_state(config, broken)
