@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from genas.cli.app import console
-from genas.report.labels import detail, generation_label, images_label, parent_label
+from genas.report.labels import detail, generation_label, images_label, parent_label, short
 
 
 @contextmanager
@@ -63,6 +63,7 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
     from rich.table import Table
 
     from genas.search.ranking import rank_trials
+    from genas.spaces.base import get_space
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -71,7 +72,8 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
     table = Table(title=f"leaderboard: {study.study_name} ({counts or 'no trials'})")
     table.add_column("rank")
     table.add_column("trial")
-    for name in spec.objectives:
+    extra = get_space(spec.space).leaderboard_columns  # a space's own figures, e.g. pdiff's memorisation
+    for name in [*spec.objectives, *extra.values()]:
         table.add_column(name, justify="right")
     table.add_column("images", justify="right")
     grows = any("generation" in t.user_attrs for t in complete)
@@ -83,6 +85,7 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
     for i, t in enumerate(rank_trials(complete, study.directions)[:limit] if complete else []):
         duration = f"{t.duration.total_seconds():.0f}s" if t.duration else "-"
         lineage = [generation_label(t), parent_label(t)] if grows else []
-        table.add_row(str(i + 1), str(t.number), *(f"{v:.3f}" for v in t.values), images_label(t), *lineage,
+        table.add_row(str(i + 1), str(t.number), *(f"{v:.3f}" for v in t.values),
+                      *(short(t.user_attrs.get(k, "")) for k in extra), images_label(t), *lineage,
                       detail(t), duration)
     console().print(table)

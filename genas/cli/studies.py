@@ -7,7 +7,7 @@ import click
 
 from genas.cli.app import BUDGET_CHOICE, GenasGroup, cli, console
 from genas.cli.display import leaderboard, progress_display
-from genas.report.labels import detail, generation_label, images_label, parent_label
+from genas.report.labels import detail, generation_label, images_label, parent_label, short
 from genas.errors import GenasError
 
 
@@ -220,6 +220,7 @@ def study_show(study_name: str, storage: str | None) -> None:
     from genas.registry.promote import best_trial
     from genas.report.ablation import fmt, switch_effects
     from genas.search.study import load_study, open_storage
+    from genas.spaces.base import get_space
 
     st, spec = load_study(study_name, open_storage(storage))
     goals = ", ".join(f"{d.name.lower()[:3]}imise {o}" for o, d in zip(spec.objectives, st.directions))
@@ -228,14 +229,17 @@ def study_show(study_name: str, storage: str | None) -> None:
     trials = st.get_trials(deepcopy=False)
     grows = any("generation" in t.user_attrs for t in trials)
     lineage_cols = ("gen", "parent") if grows else ()
-    for col in ("trial", "state", *spec.objectives, "images", *lineage_cols, "action / params", "duration", "note"):
+    extra = get_space(spec.space).leaderboard_columns  # a space's own figures, e.g. pdiff's memorisation
+    for col in ("trial", "state", *spec.objectives, *extra.values(), "images", *lineage_cols, "action / params",
+                "duration", "note"):
         table.add_column(col)
     for t in trials:
         values = [f"{v:.3f}" for v in t.values] if t.values else ["-"] * len(spec.objectives)
         duration = f"{t.duration.total_seconds():.1f}s" if t.duration else "-"
         note = str(t.user_attrs.get("fail_reason", ""))[:60] if t.state.name == "FAIL" else ""
         lineage = (generation_label(t), parent_label(t)) if grows else ()
-        table.add_row(str(t.number), t.state.name, *values, images_label(t), *lineage, detail(t), duration, note)
+        table.add_row(str(t.number), t.state.name, *values, *(short(t.user_attrs.get(k, "")) for k in extra),
+                      images_label(t), *lineage, detail(t), duration, note)
     out = console()
     out.print(table)
     effects = switch_effects(st.get_trials(deepcopy=False), st.directions[0])

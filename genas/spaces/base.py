@@ -127,6 +127,8 @@ class Space(ABC):
     options: ClassVar[dict[str, Any]] = {}
     #: per budget: plain dict of sizes (images to train, batch, eval samples …)
     budgets: ClassVar[dict[str, dict]] = {}
+    #: trial user attrs shown as extra leaderboard / ``study show`` columns (attr name -> column label)
+    leaderboard_columns: ClassVar[dict[str, str]] = {}
 
     def budget(self, name: str) -> dict:
         if name not in self.budgets:

@@ -8,7 +8,9 @@ decoder mirrors it with stride-2 ConvTranspose1d blocks. Training minimises
 can be switched off by the search).
 
 Choice vs the source: vectors are standardised with the per-coordinate mean of the K checkpoints
-and one global scale (their spread around that mean). Without it a small CPU budget cannot
+and one scale per generated tensor (its coordinates' spread around that mean: a BatchNorm
+layer's running variance moves far more between checkpoints than its weight, and one global
+scale would leave the weights to the decoder's rounding). Without it a small CPU budget cannot
 reconstruct parameters to the 1e-3 precision they differ by. ``xi_v`` is still added in raw
 parameter units, as in the source, so 0.001 means what it means there. The consequence, worth
 knowing when reading accuracies: a decoder that ignores its latent returns the checkpoints' mean.
@@ -70,11 +72,15 @@ class ParamAutoencoder(nn.Module):
         self.encoder = ParamEncoder(depth, channels, latent_channels)
         self.decoder = ParamDecoder(depth, channels, latent_channels)
         self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("scale", torch.ones(dim))
 
-    def fit_normaliser(self, vectors: torch.Tensor) -> None:
+    def fit_normaliser(self, vectors: torch.Tensor, sizes: list[int] | None = None) -> None:
+        """Mean per coordinate; one scale per segment of ``sizes`` coordinates (one tensor each; all: one)."""
         self.mean.copy_(vectors.mean(0))
-        self.scale.copy_((vectors - self.mean).std().clamp_min(1e-8))
+        deviation, at = vectors - self.mean, 0
+        for size in sizes or [self.dim]:
+            self.scale[at:at + size] = deviation[:, at:at + size].std().clamp_min(1e-8)
+            at += size
 
     def normalise(self, v: torch.Tensor) -> torch.Tensor:
         x = (v - self.mean) / self.scale
@@ -90,9 +96,12 @@ def decode_to_parameters(decoder: ParamDecoder, z: torch.Tensor, mean: torch.Ten
 
 
 def train_autoencoder(ae: ParamAutoencoder, vectors: torch.Tensor, steps: int, batch_size: int, lr: float,
-                      xi_v: float, xi_z: float, on_step) -> None:  # noqa: ANN001 - on_step(step, loss) -> None
-    """Fit ``ae`` to reconstruct ``vectors`` [K, D] (on ae's device) under the two noise augmentations."""
-    ae.fit_normaliser(vectors)
+                      xi_v: float, xi_z: float, on_step, sizes: list[int] | None = None) -> None:  # noqa: ANN001
+    """Fit ``ae`` to reconstruct ``vectors`` [K, D] (on ae's device) under the two noise augmentations.
+
+    ``on_step(step, loss)`` is called after every step; ``sizes``: the generated tensors' sizes (their scales).
+    """
+    ae.fit_normaliser(vectors, sizes)
     opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=2e-6)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     target_all = ae.normalise(vectors)

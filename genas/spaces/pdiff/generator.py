@@ -1,9 +1,10 @@
 """The trained p-diff generator: EMA denoiser -> DDPM latents -> decoder -> subset parameters -> classifiers.
 
 Its state holds only what sampling needs: the frozen rest of the classifier (every tensor of the
-base model's state dict that is not generated, BatchNorm statistics included), the decoder, the
-EMA denoiser, the standardisation (mean, scale) of the parameter vectors, the latent shape and
-scale, and the diffusion schedule. ``k`` (checkpoints trained on) is kept as provenance only.
+base model's state dict that is not generated: the BatchNorm statistics of the layers that are
+not generated included; a generated layer's statistics are in each generated vector), the
+decoder, the EMA denoiser, the standardisation (mean, scale) of the vectors, the latent shape
+and scale, and the diffusion schedule. ``k`` (checkpoints trained on) is kept as provenance only.
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class PDiffGenerator:
         tensors = {f"frozen.{k}": v for k, v in self.frozen.items()}
         tensors.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
         tensors.update({f"denoiser.{k}": v for k, v in self.denoiser.state_dict().items()})
-        tensors.update({"norm.mean": self.mean, "norm.scale": self.scale.reshape(1)})
+        tensors.update({"norm.mean": self.mean, "norm.scale": self.scale.reshape(-1)})
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
         config = {"space": SPACE, "classifier": self.classifier.__dict__, "arch": self.arch,
                   "latent_shape": list(self.latent_shape), "latent_scale": self.latent_scale,
@@ -117,12 +118,14 @@ class PDiffGenerator:
             wrong = sorted(k for k in set(module_state) & set(given) if given[k].shape != module_state[k].shape)
             if missing or extra or wrong:
                 problems.append(f"{label}: missing {missing[:3]}, unexpected {extra[:3]}, wrong shapes {wrong[:3]}")
-        if parts["norm"].get("mean") is None or parts["norm"]["mean"].shape != (classifier.dim,) or "scale" not in parts["norm"]:
-            problems.append(f"norm: needs mean [{classifier.dim}] and scale")
+        norm = parts["norm"]
+        if norm.get("mean") is None or norm["mean"].shape != (classifier.dim,) or \
+                norm.get("scale") is None or norm["scale"].numel() not in (1, classifier.dim):
+            problems.append(f"norm: needs mean [{classifier.dim}] and scale [1 or {classifier.dim}]")
         if problems:
             raise GenasError(f"the pdiff checkpoint does not match its config ({'; '.join(problems)}); re-export it from its trial")
         decoder.load_state_dict(parts["decoder"])
         denoiser.load_state_dict(parts["denoiser"])
         frozen = {k: v.to(expected_frozen[k].dtype) for k, v in parts["frozen"].items()}
-        return cls(classifier, frozen, decoder, denoiser, parts["norm"]["mean"], parts["norm"]["scale"].reshape(()),
-                   latent_shape, latent_scale, schedule, arch)
+        scale = norm["scale"].reshape(()) if norm["scale"].numel() == 1 else norm["scale"]  # one scale: older models
+        return cls(classifier, frozen, decoder, denoiser, norm["mean"], scale, latent_shape, latent_scale, schedule, arch)
