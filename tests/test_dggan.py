@@ -13,7 +13,7 @@ from genas.data import Dataset
 from genas.errors import GenasError, TrainingDiverged
 from genas.spaces import TrialContext, generator_from_state, get_space
 from genas.spaces.dggan import DGGANGenerator
-from genas.spaces.dggan.actions import apply_action, child_actions, legal_kinds
+from genas.spaces.dggan.actions import apply_action, channels_at, child_actions, legal_kinds
 from genas.spaces.gan.grown import Nets, finalize, inherit, resolution_of, root_arch
 
 
@@ -114,6 +114,18 @@ def test_children_keep_the_dataset_resolution_in_reach():
     assert "grow" not in legal_kinds(full, 16, 5, 3)  # at the dataset's resolution
     deep = grown([G3, G3])
     assert "g_layer" not in legal_kinds(deep.arch, 32, None, 3)  # three convs in G's top stage
+
+
+def test_widths_follow_progans_rule_above_16x16():
+    assert channels_at((32, 64), 8) == channels_at((32, 64), 16) == (32, 64)
+    assert channels_at((32, 64), 32) == (16, 32) and channels_at((32, 64), 128) == (8,)
+    at16, _ = apply_action(apply_action(root_arch(8, 1, 64, 3), GROW)[0], GROW)  # 16x16
+    for a in child_actions(at16, 32, None, children=9, channels=(32, 64), kernels=(3,), max_layers=3,
+                           rng=np.random.default_rng(0)):
+        if a["action"] == "grow":
+            assert a["channels"] in (16, 32)  # the 32x32 stage
+        elif a["action"] != "train":
+            assert a["channels"] in (32, 64)
 
 
 def test_child_actions_are_the_control_and_distinct_growths():

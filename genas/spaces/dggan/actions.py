@@ -69,15 +69,27 @@ def legal_kinds(arch: dict, resolution: int, generations_left: int | None, max_l
     return kinds
 
 
+def channels_at(widths: tuple[int, ...], resolution: int) -> tuple[int, ...]:
+    """ProGAN's width rule on each choice: as given up to 16x16, halved per doubling beyond (>= 8).
+
+    A conv costs width^2 x pixels, so a full-width stage at 32x32 or 64x64 would cost 4-16 times
+    one at 16x16 for detail that fewer channels carry as well.
+    """
+    return tuple(sorted({max(8, min(w, w * 16 // resolution)) for w in widths}))
+
+
 def child_actions(arch: dict, resolution: int, generations_left: int | None, *, children: int,
                   channels: tuple[int, ...], kernels: tuple[int, ...], max_layers: int,
                   rng: np.random.Generator) -> list[dict]:
     """The control (``train``, when legal) and up to ``children`` distinct growth actions, sampled:
-    a kind uniformly among the legal ones, then its width and kernel."""
+    a kind uniformly among the legal ones, then its width (``channels`` by the width rule at the
+    layer's resolution) and kernel."""
     kinds = legal_kinds(arch, resolution, generations_left, max_layers)
     top = arch["g"][-1][-1]
+    res = resolution_of(arch)
     out = [{"action": "train", "channels": top["channels"], "kernel": top["kernel"]}] if "train" in kinds else []
-    options = {kind: [{"action": kind, "channels": c, "kernel": k} for c in channels for k in kernels
+    options = {kind: [{"action": kind, "channels": c, "kernel": k}
+                      for c in channels_at(channels, 2 * res if kind == "grow" else res) for k in kernels
                       if kind != "grow" or k >= 3]
                for kind in kinds if kind in GROWTHS}
     options = {kind: acts for kind, acts in options.items() if acts}
