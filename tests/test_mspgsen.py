@@ -15,7 +15,7 @@ from genas.errors import GenasError
 from genas.spaces import TrialContext, generator_from_state, get_space
 from genas.spaces.mspgsen import balancer as balancer_mod
 from genas.spaces.mspgsen import train as train_mod
-from genas.spaces.mspgsen.balancer import STATE_DIM, DQNBalancer, Knobs
+from genas.spaces.mspgsen.balancer import STATE_DIM, DQNBalancer
 from genas.spaces.mspgsen.blocks import DEMA, GCTDRN, GlobalEnhance, PlainBlock, contrastive_loss, module_contrast
 from genas.spaces.mspgsen.feedback import APFL, batch_swd, lookahead_images
 from genas.spaces.mspgsen.generator import MSPGSENGenerator
@@ -253,7 +253,7 @@ def test_balance_reward_mixes_d_judged_improvement_and_balance_gain():
     from genas.spaces.mspgsen.balancer import balance_reward, balance_state
     assert balance_reward(0.5, 0.5, 0.5, mix=1.0) == 0.5 and balance_reward(-0.5, 0.5, 0.5, mix=1.0) == -0.5
     assert balance_reward(0.0, 0.8, 0.2, mix=0.0) > 0 > balance_reward(0.0, 0.2, 0.8, mix=0.0)
-    assert len(balance_state(0.6, 0.4, 0.5, 1.0, 0.0, 0.1, 1.0, 1.0, 0.5)) == STATE_DIM
+    assert len(balance_state(0.6, 0.4, 0.5, 1.0, 0.0, 0.1, (0.0, 0.0), 0.5)) == STATE_DIM
 
 
 class ScoreByMean(torch.nn.Module):
@@ -294,23 +294,23 @@ def test_balancer_actions_set_the_learning_rate_and_the_decay_rate(monkeypatch, 
     trainer = tiny_trainer({**ALL_OFF, "balance": True, "balance_decay_ema": decay_ema, "progressive": False,
                             "eps_start": 0.0})
     trainer.last_real = torch.rand(8, 1, 16, 16)
-    monkeypatch.setattr(trainer.dqn, "greedy", lambda state: (2, 0))  # raise the lr, lower the decay
-    trainer.balance({"d_real": 0.6, "d_fake": 0.4}, done=8)
-    trainer.apply_rates()
-    hp = trainer.hp
-    if decay_ema:  # the EMA's half-life halves
-        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(hp.lr_g * 1.25)
-        assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(hp.lr_d * 1.25)
-        assert trainer.ema.half_life == pytest.approx(hp.ema_half_life * 0.5)
-    else:  # the StepLR decay d halves from 0.01 and this decision's factor (1 - d) applies
-        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(hp.lr_g * 1.25 * (1 - 0.005))
+    action = (2, 0) if decay_ema else (2, 2)
+    monkeypatch.setattr(trainer.dqn, "greedy", lambda state: action)
+    hp, rampup = trainer.hp, trainer.ema.rampup
+    for _ in range(2):  # levels, not steps: the same action twice sets the same lr and EMA
+        trainer.balance({"d_real": 0.6, "d_fake": 0.4}, done=8)
+        trainer.apply_rates()
+        if decay_ema:  # high lr level, low EMA level: x2 rates, a quarter of the half-life and of its ramp-up
+            assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(hp.lr_g * 2)
+            assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(hp.lr_d * 2)
+            assert trainer.ema.half_life == pytest.approx(hp.ema_half_life * 0.25)
+            assert trainer.ema.rampup == pytest.approx(rampup * 0.25)
+    if not decay_ema:  # high decay level: each decision's StepLR factor is 8 ** (-1 / decisions)
+        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(hp.lr_g * 2 * 8 ** (-2 / trainer.knobs.decisions))
         assert trainer.ema.half_life == hp.ema_half_life
-    assert trainer.dqn.histogram() == {"lr": {"lower": 0, "keep": 0, "raise": 1},
-                                       "decay": {"lower": 1, "keep": 0, "raise": 0}}
-    knobs = Knobs()
-    for _ in range(50):
-        knobs.apply((2, 2))
-    assert (knobs.lr, knobs.ema) == (4.0, 8.0)  # clamped
+    names = ("low", "mid", "high")
+    assert trainer.dqn.histogram() == {"lr": {n: 2 * (n == "high") for n in names},
+                                       "decay": {n: 2 * (n == names[action[1]]) for n in names}}
 
 
 def test_untrained_balancer_holds_the_knobs():

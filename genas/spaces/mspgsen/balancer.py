@@ -12,13 +12,16 @@ automatically adjust" them: the actions are the learning rate and the decay rate
   per-pixel spread across samples relative to the reals', a collapse signal; its mean intensity
   minus the reals'), the last reward's improvement signal, the two knobs the balancer sets (log
   scale) and the trial's progress.
-- Actions: two heads of three (:data:`HEAD_ACTIONS`): the learning rate (both G's and D's
-  multiplier x 0.8, x 1 or x 1.25) and the decay rate, read two ways (the ``balance_decay_ema``
+- Actions: two heads of three levels (:data:`HEAD_ACTIONS`, low / mid / high; :data:`LEVELS`),
+  each setting its knob for the next interval (levels, not steps: a step per decision turns
+  epsilon-greedy exploration into a random walk of the knob): the learning rate (both G's and
+  D's multiplier x0.5, x1 or x2) and the decay rate, read two ways (the ``balance_decay_ema``
   switch): ``True`` (the default; the source names "the learning rate of 0.1 and the exponential
-  movement of the decayed model weight of 0.9999" in the same sentence) the EMA generator's
-  half-life x 0.5, x 1 or x 2; ``False``: the learning-rate decay of eq. 8/9, a per-decision
-  StepLR factor ``1 - d`` whose ``d`` is x 0.5, x 1 or x 2. Every knob is clamped to
-  :data:`KNOB_BOUNDS`.
+  movement of the decayed model weight of 0.9999" in the same sentence as what the balancer
+  then adjusts) the EMA generator's effective half-life x0.25, x1 or x4 (its ramp-up included,
+  or a short trial would never see the knob); ``False``: the learning-rate decay of eq. 8/9, a
+  StepLR factor at every decision that, held for a whole trial, would take the rate down by
+  x1 (none), x1/2 or x1/8 (the product stops at :data:`DECAY_FLOOR`).
 - Reward (:func:`balance_reward`): "the discriminator evaluates the generated image and
   calculates the reward": the current D scores the EMA generator's probe images now and the
   ones it made at the previous decision (same latents); the improvement ``mean logit(now) -
@@ -30,8 +33,9 @@ automatically adjust" them: the actions are the learning rate and the decay rate
   two heads of three each action is tried far more often than in a joint table of nine),
   epsilon-greedy per head, decaying linearly from ``eps_start`` to ``eps_end`` over ``eps_decay``
   decisions, a replay pool sampled uniformly, ``updates_per_decision`` Huber TD updates per
-  decision. The heads start near zero with a small preference for "keep": until it has learned
-  otherwise the greedy balancer holds the knobs (a fixed schedule), not an arbitrary action. It runs on the CPU whatever the trainer's device (it is tiny).
+  decision. The heads start near zero with a small preference for the middle level: until it has
+  learned otherwise the greedy balancer holds the knobs where a fixed schedule has them, not at
+  an arbitrary level. It runs on the CPU whatever the trainer's device (it is tiny).
 - Warm start: at the end of a trial the Q-network and the last transitions are kept
   (:meth:`DQNBalancer.payload`, stored as the Optuna user attr ``balancer_q`` by train.py); the
   next trial with the balancer on starts from those of the best complete trial so far (the
@@ -51,21 +55,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-HEAD_ACTIONS: dict[str, tuple[str, ...]] = {"lr": ("lower", "keep", "raise"), "decay": ("lower", "keep", "raise")}
+HEAD_ACTIONS: dict[str, tuple[str, ...]] = {"lr": ("low", "mid", "high"), "decay": ("low", "mid", "high")}
 HEADS = tuple(HEAD_ACTIONS)
-STEP = {"lr": (0.8, 1.0, 1.25), "decay": (0.5, 1.0, 2.0)}
-#: knob -> (start, low, high): the lr multiplier, the EMA half-life multiplier, the StepLR decay d
-KNOB_BOUNDS = {"lr": (1.0, 1 / 16, 4.0), "ema": (1.0, 1 / 8, 8.0), "lr_decay": (0.01, 0.001, 0.1)}
+#: the level each action sets: the learning-rate multiplier; the EMA half-life multiplier (EMA
+#: reading); the log of the learning rate's decay over a whole trial if the level were held (lr reading)
+LEVELS = {"lr": (0.5, 1.0, 2.0), "ema": (0.25, 1.0, 4.0), "lr_decay": (0.0, math.log(2), math.log(8))}
+DECAY_FLOOR = 1 / 32
 STATE_DIM = 10
 PAYLOAD_MEMORY = 256
-KEEP_PRIOR = 0.05  # the untrained Q-network's preference for the middle action  # transitions handed to the next trial
+MID_PRIOR = 0.05  # the untrained Q-network's preference for the middle level  # transitions handed to the next trial
 
 
 def balance_state(p_real: float, p_fake: float, p_probe: float, spread_ratio: float, mean_shift: float,
-                  improvement: float, lr_knob: float, decay_knob: float, progress: float) -> list[float]:
-    """The DQN's input: D's scores, the probe images' statistics, the knobs in force (log scale), the progress."""
+                  improvement: float, knobs: tuple[float, float], progress: float) -> list[float]:
+    """The DQN's input: D's scores, the probe images' statistics, the knobs in force (:meth:`Knobs.features`)."""
     return [p_real, p_fake, p_probe, p_real - p_fake, min(spread_ratio, 2.0), max(-1.0, min(mean_shift, 1.0)),
-            improvement, math.log2(lr_knob) / 4, math.log2(decay_knob) / 3, progress]
+            improvement, *knobs, progress]
 
 
 def balance_reward(improvement: float, gap_prev: float, gap: float, mix: float) -> float:
@@ -107,10 +112,10 @@ class DQNBalancer:
         with torch.no_grad():  # own RNG: the balancer must not shift the GAN's random stream
             for p in self.q.parameters():
                 p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) / math.sqrt(p.shape[-1]))
-            for head in self.q.heads:  # untrained, the greedy action is the middle one ("keep"): a fixed schedule
+            for head in self.q.heads:  # untrained, the greedy action is the middle level: a fixed schedule
                 head.weight.mul_(0.01)
                 head.bias.zero_()
-                head.bias[head.bias.shape[0] // 2] = KEEP_PRIOR
+                head.bias[head.bias.shape[0] // 2] = MID_PRIOR
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.opt = torch.optim.Adam(self.q.parameters(), lr=lr)
         self.memory: deque = deque(maxlen=capacity)
@@ -222,44 +227,38 @@ class DQNBalancer:
 
 @dataclass
 class Knobs:
-    """What the balancer sets: the learning-rate multiplier and the decay rate (of the EMA, or of the lr)."""
+    """What the balancer sets: the learning-rate level and the decay-rate level (of the EMA, or of the lr)."""
 
     decay_ema: bool = True
-    lr: float = KNOB_BOUNDS["lr"][0]
-    ema: float = KNOB_BOUNDS["ema"][0]  # x the budget's EMA half-life
-    lr_decay: float = KNOB_BOUNDS["lr_decay"][0]  # d of the per-decision StepLR factor 1 - d
-    decayed: float = 1.0  # the product of the StepLR factors so far
-    floor: float = 1 / 32  # the StepLR product stops here
+    decisions: int = 100  # the trial's planned decisions (the lr reading's decay per decision)
+    lr_level: int = 1
+    decay_level: int = 1
+    decayed: float = 1.0  # the product of the StepLR factors so far (lr reading)
 
     def apply(self, action: tuple[int, ...]) -> None:
-        """Move the knobs by one decision's action, then (lr reading) take this decision's StepLR step."""
-        lr_action, decay_action = action
-        self.lr = _clamp(self.lr * STEP["lr"][lr_action], "lr")
-        if self.decay_ema:
-            self.ema = _clamp(self.ema * STEP["decay"][decay_action], "ema")
-        else:
-            self.lr_decay = _clamp(self.lr_decay * STEP["decay"][decay_action], "lr_decay")
-            self.decayed = max(self.decayed * (1.0 - self.lr_decay), self.floor)
+        """Set both levels; under the lr reading, take this decision's StepLR factor at the new decay level."""
+        self.lr_level, self.decay_level = action
+        if not self.decay_ema:
+            factor = math.exp(-LEVELS["lr_decay"][self.decay_level] / max(self.decisions, 1))
+            self.decayed = max(self.decayed * factor, DECAY_FLOOR)
 
     @property
     def lr_mult(self) -> float:
-        return self.lr * self.decayed
+        return LEVELS["lr"][self.lr_level] * self.decayed
 
     @property
-    def decay(self) -> float:
-        """The decay knob the state shows, relative to where it started."""
-        name = "ema" if self.decay_ema else "lr_decay"
-        return getattr(self, name) / KNOB_BOUNDS[name][0]
+    def ema(self) -> float:
+        """The multiplier of the EMA's effective half-life (1 under the lr reading)."""
+        return LEVELS["ema"][self.decay_level] if self.decay_ema else 1.0
+
+    def features(self) -> tuple[float, float]:
+        """The knobs as the state shows them: log2 of the lr multiplier / 5, the decay level in -1, 0, 1."""
+        return math.log2(self.lr_mult) / 5, float(self.decay_level - 1)
 
     def summary(self) -> dict:
-        out = {"lr": round(self.lr, 4)}
+        out = {"lr_mult": round(self.lr_mult, 4)}
         if self.decay_ema:
-            out["ema_half_life"] = round(self.ema, 4)
+            out["ema_half_life_mult"] = self.ema
         else:
-            out.update(lr_decay=round(self.lr_decay, 5), decayed=round(self.decayed, 4))
+            out["decayed"] = round(self.decayed, 4)
         return out
-
-
-def _clamp(value: float, knob: str) -> float:
-    _, low, high = KNOB_BOUNDS[knob]
-    return min(max(value, low), high)

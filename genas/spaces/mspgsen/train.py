@@ -33,7 +33,7 @@ their mean (the batch SWD is noisy, and a stall is a trend) and adjusts rates an
   0.9999 at its batch of 16. The half-life ramps up with the images of the current phase
   (``min(ema_half_life, EMA_RAMPUP x images so far in the phase)``, StyleGAN2's ramp-up, per
   phase): a level that just faded in is random in an EMA that lags by a whole phase. The
-  balancer (EMA reading of its decay action) scales the half-life.
+  balancer (EMA reading of its decay action) scales the effective half-life (ramp-up included).
 - Progressive (switchable): the images are split evenly over the levels 4x4 .. dataset
   resolution; each new level fades in over the first half of its phase (G, D and the real
   images blended as in ProGAN). Off: every image at the dataset resolution.
@@ -131,7 +131,7 @@ class Trainer:
                                    batch=16, updates_per_decision=hp.updates_per_decision, seed=ctx.seed)
             if warm is not None and not self.dqn.load_payload(warm[1], source_trial=warm[0]):
                 ctx.log.info("balancer: trial %s's Q-network does not fit this one; starting afresh", warm[0])
-            self.knobs = Knobs(decay_ema=hp.balance_decay_ema)
+            self.knobs = Knobs(decay_ema=hp.balance_decay_ema, decisions=decisions)
             # the probe's latents: fixed for the trial, drawn aside so the GAN's random stream stays the same
             gen = torch.Generator().manual_seed(ctx.seed + 1)
             self.probe_z = torch.randn(hp.batch_size, arch["latent"], generator=gen).to(self.device)
@@ -259,8 +259,9 @@ class Trainer:
             if opt is not None:
                 for group in opt.param_groups:
                     group["lr"] = self.hp.lr_d * d_mult
-        if self.knobs is not None and self.knobs.decay_ema:
+        if self.knobs is not None and self.knobs.decay_ema:  # the effective half-life: its ramp-up too
             self.ema.half_life = self.hp.ema_half_life * self.knobs.ema
+            self.ema.rampup = EMA_RAMPUP * self.knobs.ema
         self.last.update(lr_g_mult=g_mult, lr_d_mult=d_mult, ema_half_life=self.ema.half_life)
 
     @torch.no_grad()
@@ -290,7 +291,7 @@ class Trainer:
             improvement = math.tanh(probe["delta"] / (math.sqrt(self.delta_sq) + 1e-8))
         gap = stats["d_real"] - stats["d_fake"]
         state = balance_state(stats["d_real"], stats["d_fake"], probe["p_probe"], probe["spread"], probe["shift"],
-                              improvement, self.knobs.lr, self.knobs.decay, min(done / self.total_images, 1.0))
+                              improvement, self.knobs.features(), min(done / self.total_images, 1.0))
         if self.prev is not None:
             reward = balance_reward(improvement, self.prev["gap"], gap, self.hp.reward_mix)
             self.dqn.observe(self.prev["state"], self.prev["action"], reward, state)
