@@ -282,7 +282,8 @@ def test_balancer_state_holds_d_scores_and_the_probe_images_statistics():
     with torch.no_grad():
         for p in trainer.G_ema.parameters():
             p.add_(0.05 * torch.randn_like(p))
-        delta = float((trainer.G_ema(trainer.probe_z).mean(dim=(1, 2, 3)) * 10).mean() - (fake.mean(dim=(1, 2, 3)) * 10).mean())
+        now = trainer.G_ema(trainer.probe_z).mean(dim=(1, 2, 3)) * 10
+        delta = float(now.mean() - (fake.mean(dim=(1, 2, 3)) * 10).mean())
     trainer.balance(stats, done=48)
     (transition,) = trainer.dqn.memory
     assert transition[2] == pytest.approx(math.tanh(delta / abs(delta)) * trainer.hp.reward_mix)  # equal gaps
@@ -381,8 +382,8 @@ def test_apfl_outer_step_gives_d_the_meta_gradient_through_g_s_inner_step():
     with_step, without = d_grad(1e-2), d_grad(0.0)
     with torch.no_grad():
         plain_fake = G(z2)
-    plain = torch.autograd.grad(torch.nn.functional.softplus(D(plain_fake)).mean()
-                                + torch.nn.functional.softplus(-D(real)).mean(), list(D.parameters()), allow_unused=True)
+    plain_loss = torch.nn.functional.softplus(D(plain_fake)).mean() + torch.nn.functional.softplus(-D(real)).mean()
+    plain = torch.autograd.grad(plain_loss, list(D.parameters()), allow_unused=True)
     used = [i for i, g in enumerate(plain) if g is not None]  # D's layers of the current level
     assert used and all(without[i] is not None and with_step[i] is not None for i in used)
     assert all(torch.allclose(without[i], plain[i], atol=1e-6) for i in used)  # no inner step: D's usual gradient
