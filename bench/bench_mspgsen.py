@@ -8,7 +8,9 @@ eval, EMA, progress, divergence checks, APFL, the DQN balancer and their batch-S
 of the trial's machinery except the evaluators) and (b) a bare loop over the same G, D and
 AFE's D_aux with the same losses (logistic GAN + lazy R1, AFE, feature matching, DEMA's
 contrastive loss), same batch, one D step per G step, fixed learning rates. ``--modules on``
-switches every module on, ``off`` every one off (plain ProGAN-style blocks, no add-ons). Both at
+switches every module on, ``off`` every one off (plain ProGAN-style blocks, no add-ons). With the
+modules on, APFL runs its rule-based form (``apfl_meta`` off): the bare loop has no meta-learning
+loop to compare the trial's with (its look-ahead is the method's cost, not the trial's). Both at
 the dataset resolution (progressive off, so both see the same image size throughout). The two
 alternate ``--repeats`` times and the best of each counts (a shared machine's load comes and
 goes). Prints a markdown table row: machine, budget, images/s of both, the ratio.
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from genas.data import load_dataset
 from genas.search.objective import resolve_device
 from genas.spaces import TrialContext, get_space
-from genas.spaces.dggan.space import images_on
+from genas.spaces.gan import images_on
 from genas.spaces.mspgsen.blocks import contrastive_loss
 from genas.spaces.mspgsen.networks import AuxD, DNet, GNet
 from genas.spaces.mspgsen.space import MODULES, build_arch
@@ -32,14 +34,14 @@ from genas.spaces.mspgsen.space import MODULES, build_arch
 R1_EVERY = 4
 
 
-def config_for(modules: str, width: int, latent: int) -> dict:
+def config_for(modules: str, width: int, latent: int, batch: int) -> dict:
     on = modules == "on"
-    config = {"lr_g": 1e-3, "lr_d": 1e-3, "width": width, "latent": latent, "n_critic": 1, "r1_gamma": 1.0,
-              "dropout": 0.1, **{m: on for m in MODULES}, "progressive": False}
+    config = {"lr_g": 1e-3, "lr_d": 1e-3, "width": width, "latent": latent, "batch_size": batch, "n_critic": 1,
+              "r1_gamma": 1.0, "dropout": 0.1, **{m: on for m in MODULES}, "progressive": False}
     if on:
         config.update(kernels="3-5-7", heads=3, contrastive=True, contrastive_weight=0.1, tau=0.1, lambda_aux=0.1,
-                      lambda_fm=1.0, apfl_gamma=0.7, apfl_patience=3, eps_start=1.0, eps_decay_frac=0.5,
-                      reward_mix=0.5)
+                      lambda_fm=1.0, apfl_meta=False, apfl_gamma=0.7, apfl_patience=3, balance_decay_ema=True,
+                      eps_start=1.0, eps_decay_frac=0.5, reward_mix=0.5)
     return config
 
 
@@ -134,7 +136,8 @@ def main() -> None:
     b = space.budget(args.budget)
     data = load_dataset(args.dataset)
     n_images = args.images or b["images_per_trial"]
-    config = config_for(args.modules, max(b["widths"]), max(b["latents"]))
+    batch = max(b["batch_sizes"])
+    config = config_for(args.modules, max(b["widths"]), max(b["latents"]), batch)
     arch = build_arch(config, data.resolution, data.channels)
     reports: list = []
     ctx = TrialContext(dataset=data, budget=args.budget, device=device, seed=0,
@@ -142,7 +145,7 @@ def main() -> None:
     space.budgets = {**space.budgets, args.budget: {**b, "images_per_trial": n_images}}  # instance-level --images
 
     torch.manual_seed(0)  # warm-up (allocator, cudnn autotune) on a few batches of the plain loop
-    plain_loop(arch, config, images_on(ctx), device, b["batch_size"], b["batch_size"] * 4)
+    plain_loop(arch, config, images_on(ctx), device, batch, batch * 4)
     trial_ips = plain_ips = 0.0
     for _ in range(args.repeats):  # alternate, best of each: a shared machine's load comes and goes
         start = time.perf_counter()
@@ -151,13 +154,13 @@ def main() -> None:
             torch.cuda.synchronize()
         trial_ips = max(trial_ips, n_images / (time.perf_counter() - start))
         torch.manual_seed(0)
-        plain_ips = max(plain_ips, plain_loop(arch, config, images_on(ctx), device, b["batch_size"], n_images))
+        plain_ips = max(plain_ips, plain_loop(arch, config, images_on(ctx), device, batch, n_images))
 
     dev = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} thread(s)"
     print("| machine | budget | modules | dataset | width, batch, images | trial img/s | plain img/s | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {dev} | {args.budget} | {args.modules} | {args.dataset} {data.resolution}x{data.resolution} | "
-          f"{max(arch['widths'])}, {b['batch_size']}, {n_images} | {trial_ips:.0f} | {plain_ips:.0f} | "
+          f"{max(arch['widths'])}, {batch}, {n_images} | {trial_ips:.0f} | {plain_ips:.0f} | "
           f"{trial_ips / plain_ips:.2f}x |")
 
 

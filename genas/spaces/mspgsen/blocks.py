@@ -11,11 +11,25 @@ DEMA (dynamic embedded multi-scale attention, source eq. 1-7)
     ``[alpha, beta] = MLP(X, T)``: per sample and channel, from the input's global average and
     a learned task token ``T`` per block (the block's place in the coarse-to-fine pipeline; the
     source leaves T open), squashed to (0, 2) so that both flows start at weight ~1.
-    ``O = alpha * F + beta * E``. The contrastive loss (eq. 7) is InfoNCE between projected,
-    pooled F and E: the positive of sample i's focus features is its own expansion features,
-    the other samples' are negatives. The block only keeps the projected pair (``pair``) when
-    the contrastive loss is switched on and the forward pass records gradients (the G step);
-    :func:`contrastive_loss` reads and clears them.
+    ``O = alpha * F + beta * E``.
+
+    The contrastive loss (eq. 7, read as *module* contrast): the source designs "positive and
+    negative samples for each module" so that the focus (local) and expansion (global) modules
+    become complementary and not redundant. ``P_i`` is "the positive sample feature of the
+    module", so the positive of the focus features is a second view of the focus features, and
+    the other module's features are the negative (the sum over ``j`` in eq. 7 runs over the two
+    modules). The two views are the channel vectors of F and E pooled over the two halves of a
+    checkerboard of positions (no extra forward pass). For each sample and each module ``m``::
+
+        L_m = -log( exp(sim(m_a, m_b) / tau) / (exp(sim(m_a, F_b) / tau) + exp(sim(m_a, E_b) / tau)) )
+
+    with cosine similarity and no projection head (a head per module could separate F and E by
+    itself, leaving the features redundant). Identical F and E cost ``log 2`` per term; F and E
+    pointing apart cost nearly 0: the term penalises redundancy, it does not reward it. (The
+    earlier reading made each sample's own E the positive of its F, which pulled them together.)
+    The block only keeps the pooled views (``pair``) when the contrastive loss is switched on and
+    the forward pass records gradients (the G step); :func:`contrastive_loss` reads and clears
+    them.
 
 GCTDRN (source eq. 15/16)
     ``y = a * sum_i W_i(X) * Branch_i(X) + b * DEMA(X) + Shortcut(X)`` with convolution branches
@@ -43,7 +57,6 @@ from torch import nn
 from genas.spaces.layers import lrelu, pixel_norm
 
 TASK_DIM = 8
-PROJ_DIM = 16
 
 
 def he_init(net: nn.Module, linear_out: tuple[nn.Module, ...] = ()) -> nn.Module:
@@ -112,9 +125,7 @@ class DEMA(nn.Module):
         hidden = max(cin // 2, 8)
         self.mix = nn.Sequential(nn.Linear(cin + TASK_DIM, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 2 * cout))
         self.contrastive = contrastive
-        if contrastive:
-            self.project_focus, self.project_expand = nn.Linear(cout, PROJ_DIM), nn.Linear(cout, PROJ_DIM)
-        self.pair: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.pair: tuple[torch.Tensor, ...] | None = None  # (F_a, F_b, E_a, E_b): two views per module
 
     def global_embed(self, x: torch.Tensor) -> torch.Tensor:
         """C = GlobalEmbed(X): the input pooled with a learned softmax over positions (eq. 3)."""
@@ -136,15 +147,29 @@ class DEMA(nn.Module):
         expand = torch.sigmoid(affinity).view(b, 1, h, w) * self.value(c)[:, :, None, None]  # E, eq. 4
         alpha, beta = self.weights(x)
         if self.contrastive and self.training and torch.is_grad_enabled():
-            self.pair = (self.project_focus(focus.mean(dim=(2, 3))), self.project_expand(expand.mean(dim=(2, 3))))
+            self.pair = (*checkerboard_views(focus), *checkerboard_views(expand))
         return alpha * focus + beta * expand  # eq. 6
 
 
-def info_nce(focus: torch.Tensor, expand: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 7: each sample's focus features must pick its own expansion features among the batch's."""
-    f, e = F.normalize(focus.float(), dim=1), F.normalize(expand.float(), dim=1)
-    logits = f @ e.t() / tau
-    return F.cross_entropy(logits, torch.arange(f.shape[0], device=f.device))
+def checkerboard_views(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of a feature map: its channels averaged over the even and the odd checkerboard squares."""
+    h, w = x.shape[-2:]
+    even = ((torch.arange(h, device=x.device)[:, None] + torch.arange(w, device=x.device)) % 2 == 0).to(x.dtype)
+    odd = 1.0 - even
+    return (x * even).sum(dim=(2, 3)) / even.sum(), (x * odd).sum(dim=(2, 3)) / odd.sum()
+
+
+def module_contrast(focus_a: torch.Tensor, focus_b: torch.Tensor, expand_a: torch.Tensor, expand_b: torch.Tensor,
+                    tau: float) -> torch.Tensor:
+    """Eq. 7 over the two modules: each module's view must pick its own other view, not the other module's.
+
+    All four are ``[batch, channels]``; returns the mean over samples of the focus and expansion terms.
+    """
+    fa, fb, ea, eb = (F.normalize(v.float(), dim=1) for v in (focus_a, focus_b, expand_a, expand_b))
+    positives = torch.stack([fb, eb], dim=1)  # [b, module j, c]: P_j, the module's positive sample
+    logits = torch.einsum("bmc,bjc->bmj", torch.stack([fa, ea], dim=1), positives) / tau
+    target = torch.arange(2, device=logits.device).expand(logits.shape[0], 2)
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten())
 
 
 def contrastive_loss(net: nn.Module, tau: float) -> torch.Tensor | None:
@@ -152,9 +177,16 @@ def contrastive_loss(net: nn.Module, tau: float) -> torch.Tensor | None:
     losses = []
     for module in net.modules():
         if isinstance(module, DEMA) and module.pair is not None:
-            losses.append(info_nce(*module.pair, tau))
+            losses.append(module_contrast(*module.pair, tau))
             module.pair = None
     return torch.stack(losses).mean() if losses else None
+
+
+def clear_pairs(net: nn.Module) -> None:
+    """Drop the views the DEMA blocks of ``net`` kept (a forward pass that is not G's step made them)."""
+    for module in net.modules():
+        if isinstance(module, DEMA):
+            module.pair = None
 
 
 class GCTDRN(nn.Module):

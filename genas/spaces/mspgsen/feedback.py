@@ -1,8 +1,25 @@
 """APFL, the adaptive perception-behaviour feedback loop (source section III-C), and its quality proxy.
 
-The controller is plain Python: the trainer feeds it, every ``interval`` generator steps, the
-quality proxy (lower is better) and D's accuracy over that interval, and applies what it
-returns (learning-rate and loss-weight multipliers). Its rules, from the source's text:
+APFL has two forms, the ``apfl_meta`` switch (under ``apfl``):
+
+- ``apfl_meta=True``, the source's form (its Fig. 4: "it optimizes the balance by treating the
+  generator and discriminator as the inner and outer layers, respectively", eq. 13/14): a
+  bilevel loop. Inner loop: G takes ``apfl_inner_steps`` optimiser steps on its total loss
+  against the current D (eq. 13). Outer loop: D's step (eq. 14) is taken on the images of the G
+  that answers it: :func:`lookahead_images` makes one more, differentiable, inner step of G's
+  adversarial loss (eq. 10) and D's loss (eq. 11) is evaluated on that looked-ahead G, so D's
+  gradient includes the path through G's response (the meta-gradient, second order; unrolled
+  GAN's look-ahead with the roles of G and D swapped). The look-ahead step is G's AdamW step
+  with its current second-moment estimate held constant. The performance monitor below runs
+  too ("we define several performance metrics in meta learn, and dynamically adjust the
+  training strategy").
+- ``apfl_meta=False``: the rule-based scheduler alone (the monitor below) with the usual
+  alternating D-then-G updates: the ablation of the meta loop.
+
+The performance monitor (:class:`APFL`) is plain Python: the trainer feeds it, every
+``apfl_every`` decisions, the quality proxy (lower is better) and D's accuracy averaged over
+them, and applies what it returns (learning-rate and loss-weight multipliers). Its rules, from
+the source's text:
 
 - D too strong (accuracy above ``acc_high``): step-decay D's learning rate
   (``eta_D <- eta_D * gamma``, eq. 9) and raise the feature-matching weight (eq. 12 is the
@@ -26,6 +43,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from genas.spaces.gan.losses import g_loss
 
 
 def batch_swd(real: torch.Tensor, fake: torch.Tensor, projections: int = 32) -> torch.Tensor:
@@ -37,6 +58,38 @@ def batch_swd(real: torch.Tensor, fake: torch.Tensor, projections: int = 32) -> 
     dirs = F.normalize(torch.randn(a.shape[1], projections, device=a.device), dim=0)
     pa, pb = (a @ dirs).sort(dim=0).values, (b @ dirs).sort(dim=0).values
     return (pa - pb).abs().mean() * 100.0
+
+
+def lookahead_images(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, z_inner: torch.Tensor,
+                     z_outer: torch.Tensor) -> torch.Tensor:
+    """Images of G after one differentiable inner step on ``softplus(-D(G(z_inner)))``, for D's outer loss.
+
+    The step is AdamW's direction with G's current second moments as constants (before G's
+    first step: the sign of the gradient, which is what Adam's first step is) at G's current
+    learning rate; weight decay is left out. The result carries a graph into D's parameters
+    through the step, so ``backward`` on a loss of D's scores on it gives D the meta-gradient.
+    G's own parameters get no gradient (the step starts from detached copies).
+    """
+    names = [n for n, _ in G.named_parameters()]
+    params = list(G.parameters())
+    theta = [p.detach().requires_grad_(True) for p in params]
+    inner = g_loss("logistic", D(functional_call(G, dict(zip(names, theta)), (z_inner,))))
+    grads = torch.autograd.grad(inner, theta, create_graph=True, allow_unused=True)
+    group = opt_g.param_groups[0]
+    lr, eps, beta2 = group["lr"], group["eps"], group["betas"][1]
+    stepped = {}
+    for name, p, t, g in zip(names, params, theta, grads):
+        if g is None:  # a layer of another level: not in this forward pass
+            stepped[name] = t
+            continue
+        state = opt_g.state.get(p, {})
+        if "exp_avg_sq" in state:
+            steps = float(state["step"])
+            scale = (state["exp_avg_sq"] / (1.0 - beta2 ** steps)).sqrt() + eps
+        else:
+            scale = g.detach().abs() + eps
+        stepped[name] = t - lr * g / scale
+    return functional_call(G, stepped, (z_outer,))
 
 
 @dataclass

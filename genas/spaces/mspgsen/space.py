@@ -1,27 +1,45 @@
 """The ``mspgsen`` space: TPE over MSPG-SEN's hyperparameters, one on/off switch per module.
 
 A trial trains one MSPG-SEN (see train.py) and hands back its EMA generator. The search decides
-learning rates, width and latent size, D steps, R1 weight, D's dropout, and for every module a
-switch, and its own knobs only when it is on (define-by-run, so a study is an ablation):
+learning rates, width and latent size, batch size, D steps, R1 weight, D's dropout, and for every
+module a switch, and its own knobs only when it is on (define-by-run, so a study is an ablation):
 
 - ``gctdrn`` (branch kernels), ``dema`` (heads; ``contrastive``: weight, tau), ``global_branch``,
-- ``afe`` (lambda_aux), ``feature_matching`` (lambda_fm), ``apfl`` (gamma, patience),
-- ``balance`` (epsilon start, decay fraction, reward mix), ``progressive``.
+- ``afe`` (lambda_aux), ``feature_matching`` (lambda_fm),
+- ``apfl`` (``apfl_meta``: the source's meta-learning loop, with its inner G steps, or the
+  rule-based monitor alone; gamma, patience),
+- ``balance`` (``balance_decay_ema``: which decay rate the DQN sets, the EMA's or the learning
+  rate's; epsilon start, decay fraction, reward mix), ``progressive``.
+
+Trial 0 of every study is the source's configuration (:meth:`MSPGSENSpace.initial_trials`): every
+module on, AdamW, EMA, batch 16, dropout 10%, GCTDRN kernels 3-5-7, APFL's meta-learning loop,
+the balancer setting the learning rate and the EMA decay. What the source leaves open takes the
+values in :data:`SOURCE_OPEN` (genas's choices, not the source's); the source's initial learning
+rate of 0.1 is not used (see there).
 
 Budgets (images are real images shown to D):
 
 - ``tiny``: tests; 256 images at width 8, seconds on a CPU.
 - ``small``: the README demo on a 2-core CPU (mnist5k, 32x32): 6k images at width 8 or 16,
-  about a minute a trial, 8 trials in about 10 minutes with evaluation.
-- ``full``: the source's scale on a GPU: batch 16, EMA 0.9999, widths 128 / 256, 800k images.
+  batch 16 or 32, a balancer decision every iteration.
+- ``full``: the source's scale on a GPU: batch 16 or 32, EMA 0.9999 at batch 16, widths 128 / 256,
+  800k images.
 
 The trial records the modules it ran (``modules``), the architecture (``arch``), and what the
-feedback modules did (``apfl``: adjustment counts and final multipliers; ``balancer``: action
-counts, decisions, final epsilon) with ``ctx.set_attr`` (MLflow tags, Optuna user attrs).
+feedback modules did (``apfl``: adjustment counts, final multipliers, meta or rules;
+``balancer``: the action histogram per head, decisions, updates, final epsilon, mean reward,
+final knobs and the trial its Q-network was warm-started from) with ``ctx.set_attr`` (MLflow
+tags, Optuna user attrs); the histogram is also in the reported metrics
+(``balancer_<head>_<action>``, fractions of the decisions). The balancer's Q-network and last
+transitions go to the Optuna user attr ``balancer_q`` only (too big for an MLflow tag): the next
+trial with the balancer on starts from the best complete trial's.
 """
 from __future__ import annotations
 
+import optuna
 import torch
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
 from genas.spaces.base import Space, TrialContext, register_space
 from genas.spaces.gan import images_on
@@ -34,16 +52,27 @@ MODULES = ("gctdrn", "dema", "global_branch", "afe", "feature_matching", "apfl",
 KERNEL_SETS = {"3-5-7": (3, 5, 7), "3-5": (3, 5), "3": (3,)}
 
 BUDGETS = {
-    "tiny": {"images_per_trial": 256, "batch_size": 16, "eval_samples": 128, "quick_eval_samples": 64,
+    "tiny": {"images_per_trial": 256, "batch_sizes": (16,), "eval_samples": 128, "quick_eval_samples": 64,
              "reports": 2, "trials": 4, "widths": (8,), "latents": (16,), "ema_half_life": 100,
-             "interval": 2, "apfl_every": 1},
-    "small": {"images_per_trial": 6_000, "batch_size": 32, "eval_samples": 1000, "quick_eval_samples": 256,
+             "interval": 1, "apfl_every": 2},
+    "small": {"images_per_trial": 6_000, "batch_sizes": (16, 32), "eval_samples": 1000, "quick_eval_samples": 256,
               "reports": 4, "trials": 8, "widths": (8, 16), "latents": (32, 64), "ema_half_life": 2_000,
-              "interval": 2, "apfl_every": 6},
-    "full": {"images_per_trial": 800_000, "batch_size": 16, "eval_samples": 10_000, "quick_eval_samples": 2_000,
-             "reports": 8, "trials": 100, "widths": (128, 256), "latents": (256, 512), "ema_half_life": 110_000,
-             "interval": 25, "apfl_every": 8},
+              "interval": 1, "apfl_every": 12},
+    "full": {"images_per_trial": 800_000, "batch_sizes": (16, 32), "eval_samples": 10_000,
+             "quick_eval_samples": 2_000, "reports": 8, "trials": 100, "widths": (128, 256), "latents": (256, 512),
+             "ema_half_life": 110_000, "interval": 10, "apfl_every": 8},
 }
+BALANCER_ATTR = "balancer_q"
+
+#: the source's stated settings (section IV and the module descriptions)
+SOURCE = {"batch_size": 16, "dropout": 0.1, **{m: True for m in MODULES}, "kernels": "3-5-7", "contrastive": True,
+          "apfl_meta": True, "balance_decay_ema": True}
+#: what trial 0 needs that the source leaves open. The source's initial learning rate, 0.1, is not
+#: used: an AdamW step moves every weight by about the learning rate, and 0.1 is the size of the
+#: weights themselves at these widths; the balancer adjusts the rate from the searched range's middle.
+SOURCE_OPEN = {"lr_g": 1e-3, "lr_d": 1e-3, "n_critic": 1, "r1_gamma": 1.0, "heads": 3, "contrastive_weight": 0.1,
+               "tau": 0.1, "lambda_aux": 0.1, "lambda_fm": 1.0, "apfl_inner_steps": 1, "apfl_gamma": 0.7,
+               "apfl_patience": 3, "eps_start": 1.0, "eps_decay_frac": 0.5, "reward_mix": 1.0}
 
 
 def build_arch(config: dict, resolution: int, channels: int) -> dict:
@@ -58,15 +87,30 @@ def build_arch(config: dict, resolution: int, channels: int) -> dict:
 
 
 def build_hyper(config: dict, b: dict) -> Hyper:
-    knobs = {k: config[k] for k in ("lambda_aux", "lambda_fm", "contrastive_weight", "tau", "apfl_gamma",
-                                    "apfl_patience", "eps_start", "eps_decay_frac", "reward_mix") if k in config}
+    knobs = {k: config[k] for k in ("lambda_aux", "lambda_fm", "contrastive_weight", "tau", "apfl_meta",
+                                    "apfl_inner_steps", "apfl_gamma", "apfl_patience", "balance_decay_ema",
+                                    "eps_start", "eps_decay_frac", "reward_mix") if k in config}
     return Hyper(lr_g=float(config["lr_g"]), lr_d=float(config["lr_d"]), n_critic=int(config["n_critic"]),
                  r1_gamma=float(config["r1_gamma"]), dropout=float(config["dropout"]),
-                 batch_size=int(config.get("batch_size", b["batch_size"])), ema_half_life=b["ema_half_life"],
+                 batch_size=int(config.get("batch_size", b["batch_sizes"][0])), ema_half_life=b["ema_half_life"],
                  interval=b["interval"], apfl_every=b["apfl_every"], progressive=bool(config["progressive"]),
                  afe=bool(config["afe"]),
                  feature_matching=bool(config["feature_matching"]), apfl=bool(config["apfl"]),
                  balance=bool(config["balance"]), **knobs)
+
+
+def champion_balancer(trial: optuna.Trial | None) -> tuple[int, dict] | None:
+    """``(number, payload)`` of the balancer of the best complete trial in ``trial``'s study that kept one."""
+    if trial is None:
+        return None
+    study = trial.study
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values and BALANCER_ATTR in t.user_attrs]
+    if not done:
+        return None
+    pick = max if study.directions[0] == StudyDirection.MAXIMIZE else min
+    best = pick(done, key=lambda t: t.values[0])
+    return best.number, best.user_attrs[BALANCER_ATTR]
 
 
 @register_space
@@ -79,12 +123,19 @@ class MSPGSENSpace(Space):
     default_pruner = "median"
     budgets = BUDGETS
 
+    def initial_trials(self, budget: str) -> list[dict]:
+        """The source's configuration first: every switch, and every knob the switches bring, named."""
+        b = self.budget(budget)
+        return [{**SOURCE, **SOURCE_OPEN, "width": max(b["widths"]), "latent": max(b["latents"]),
+                 "batch_size": min(b["batch_sizes"], key=lambda n: abs(n - SOURCE["batch_size"]))}]
+
     def suggest(self, trial, ctx: TrialContext) -> dict:
         b = self.budget(ctx.budget)
         c = {"lr_g": trial.suggest_float("lr_g", 1e-4, 3e-3, log=True),
              "lr_d": trial.suggest_float("lr_d", 1e-4, 3e-3, log=True),
              "width": trial.suggest_categorical("width", b["widths"]),
              "latent": trial.suggest_categorical("latent", b["latents"]),
+             "batch_size": trial.suggest_categorical("batch_size", b["batch_sizes"]),
              "n_critic": trial.suggest_int("n_critic", 1, 2),
              "r1_gamma": trial.suggest_float("r1_gamma", 0.01, 10.0, log=True),
              "dropout": trial.suggest_float("dropout", 0.0, 0.2)}
@@ -103,9 +154,13 @@ class MSPGSENSpace(Space):
         if c["feature_matching"]:
             c["lambda_fm"] = trial.suggest_float("lambda_fm", 0.1, 10.0, log=True)
         if c["apfl"]:
+            c["apfl_meta"] = trial.suggest_categorical("apfl_meta", (True, False))
+            if c["apfl_meta"]:
+                c["apfl_inner_steps"] = trial.suggest_int("apfl_inner_steps", 1, 3)
             c["apfl_gamma"] = trial.suggest_float("apfl_gamma", 0.5, 0.95)
             c["apfl_patience"] = trial.suggest_int("apfl_patience", 2, 4)
         if c["balance"]:
+            c["balance_decay_ema"] = trial.suggest_categorical("balance_decay_ema", (True, False))
             c["eps_start"] = trial.suggest_float("eps_start", 0.3, 1.0)
             c["eps_decay_frac"] = trial.suggest_float("eps_decay_frac", 0.2, 0.8)
             c["reward_mix"] = trial.suggest_float("reward_mix", 0.0, 1.0)
@@ -118,10 +173,12 @@ class MSPGSENSpace(Space):
         n_levels = 1 if not config["progressive"] else levels_for(res)
         arch = build_arch(config, res, ctx.dataset.channels)
         hp = build_hyper(config, b)
-        ctx.set_attr("modules", {m: bool(config[m]) for m in MODULES} | {"contrastive": arch["contrastive"]})
+        ctx.set_attr("modules", {m: bool(config[m]) for m in MODULES}
+                     | {"contrastive": arch["contrastive"], "apfl_meta": hp.apfl and hp.apfl_meta,
+                        "balance_decay_ema": hp.balance and hp.balance_decay_ema})
         ctx.set_attr("arch", arch)
         total = max(b["images_per_trial"] // n_levels, hp.batch_size) * n_levels
-        trainer = Trainer(arch, hp, ctx, total)
+        trainer = Trainer(arch, hp, ctx, total, warm=champion_balancer(ctx.trial) if hp.balance else None)
 
         def on_report(step: int, metrics: dict[str, float]) -> None:
             ctx.report(step, {**metrics, **ctx.quick_eval(MSPGSENGenerator(arch, trainer.G_ema))})
@@ -131,4 +188,6 @@ class MSPGSENSpace(Space):
         finally:  # what the feedback modules did is worth seeing for pruned and failed trials too
             for key, value in trainer.summary().items():
                 ctx.set_attr(key, value)
+            if trainer.dqn is not None and ctx.trial is not None:  # for the next trial's warm start
+                ctx.trial.set_user_attr(BALANCER_ATTR, trainer.dqn.payload())
         return MSPGSENGenerator(arch, trainer.G_ema)
