@@ -24,14 +24,15 @@ def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path
                               "--dataset", "digits", "--storage", storage], env=env, capture_output=True,
                              text=True, timeout=600, cwd=tmp_path)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-        client = MlflowClient(uri)
+        # the registry too: an earlier test in this process may have set MLflow's global registry URI
+        client = MlflowClient(uri, registry_uri=uri)
         study = optuna.load_study(study_name="dggan-digits", storage=storage)
         children = [t for t in study.trials if t.user_attrs.get("parent") is not None]
         assert children and all(t.state == TrialState.COMPLETE for t in children)
         for t in study.trials:
             run = client.get_run(t.user_attrs["mlflow_run_id"])
             assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
-        assert client.get_model_version_by_alias("genas-dggan-digits", "champion")
+        assert client.get_model_version_by_alias("genas-dggan-digits", "champion"), out.stdout[-2000:]
     banner = output(server)
     assert f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}" in banner
     assert f"genas worker STUDY --storage {storage}" in banner
