@@ -39,6 +39,11 @@ def machine() -> str:
 
 
 def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials: int | None) -> float:
+    """Wall seconds of ``genas search``; a search this bench already finished in ``home`` is not rerun
+    (an interrupted bench resumes where it stopped)."""
+    done = home / f"{space}.wall"
+    if done.exists():
+        return float(done.read_text())
     cmd = [sys.executable, "-m", "genas.cli", "search", space, "--budget", budget, "--dataset", dataset,
            "--seed", str(seed)] + (["--trials", str(trials)] if trials else [])
     env = {**os.environ, "GENAS_HOME": str(home), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
@@ -49,6 +54,7 @@ def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials:
     (home / f"{space}.log").write_text(out.stdout + out.stderr)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    done.write_text(f"{seconds:.1f}")
     return seconds
 
 
@@ -153,7 +159,7 @@ def main() -> None:
                     trials = max(1, round(search_images / get_space("progan").budget(args.budget)["images_per_trial"]))
                 wall = search(space, dataset, args.budget, seed, home, trials)
                 row = {"dataset": dataset, "seed": seed, "budget": args.budget, "machine": machine(),
-                       "wall_seconds": wall, **collect(space, dataset, home, metrics, out, f"{dataset}-s{seed}"),
+                       "wall_seconds": wall, "load_15min": round(os.getloadavg()[2], 1), **collect(space, dataset, home, metrics, out, f"{dataset}-s{seed}"),
                        **{f"real_{m}": v for m, v in real.items()}}
                 if space == SEARCH_IMAGES_SPACE:
                     search_images = row["search_images"]

@@ -39,7 +39,10 @@ def test_optuna_study_records_lineage(searched):
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
     trials = study.get_trials()
     space = get_space("dggan")
-    assert len(trials) == space.default_trials("tiny", space.resolve_options({}), 32)
+    settings = space.settings(space.resolve_options({}), "tiny", 32)
+    # without --trials the search ends with its planned generations: none past them, the last one done
+    assert max(t.user_attrs["generation"] for t in trials) == settings["generations"]
+    assert len(trials) <= space.default_trials("tiny", space.resolve_options({}), 32)
     roots = [t for t in trials if t.user_attrs["generation"] == 0]
     assert len(roots) == space.budget("tiny")["roots"] and all(t.params["action"] == "root" for t in roots)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -90,6 +90,17 @@ def test_generations_expand_the_top_k_of_the_last_generation_only():
     assert len(pairs) == len(set(pairs))  # no (parent, action) twice
 
 
+def test_the_beam_is_finished_after_its_planned_generations_only():
+    space = ToySpace(roots=2, k=1, generations=2)
+    study, sampler = make_study(space)
+    finished = []
+    for _ in range(2 + 3 + 3 + 1):  # roots, generations 1 and 2, then one trial past the plan
+        finished.append(sampler.beam.finished(study.get_trials()))
+        run_one(study, sampler, lambda t, c: float(c["channels"]))
+    assert finished == [False] * 8 + [True]
+    assert study.trials[-1].user_attrs["generation"] == 3  # given more trials, the beam goes on
+
+
 def test_the_plan_is_the_same_for_every_worker_and_params_follow_it():
     a, b = make_study(ToySpace(), seed=3, name="a"), make_study(ToySpace(), seed=3, name="b")
     plans = []

@@ -78,7 +78,7 @@ def search(space: str, dataset: str, trials: int | None, timeout: float | None, 
         return
     with progress_display(n_trials) as hooks:
         study = run_worker(study, spec, n_trials=n_trials, timeout=timeout, device=device, progress=hooks,
-                           storage_url=storage)
+                           storage_url=storage, stop_at_plan=trials is None)
     leaderboard(study, spec)
     promotion = promote(study, alias)
     if baseline:
@@ -176,7 +176,7 @@ def worker(study_name: str, trials: int | None, timeout: float | None, total_tri
     try:
         with progress_display(trials) as hooks:
             study = run_worker(study, spec, n_trials=trials, timeout=timeout, device=device, progress=hooks,
-                               total_trials=total_trials, storage_url=storage)
+                               total_trials=total_trials, storage_url=storage, stop_at_plan=trials is None)
     except KeyboardInterrupt as stop:
         click.secho(f"worker stopped ({stop or 'SIGINT'}); the running trial was failed and queued again",
                     fg="yellow", err=True)

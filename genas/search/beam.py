@@ -8,8 +8,9 @@ same one) and records it in its user attrs. A slot is free while no trial holds 
 WAITING, COMPLETE or PRUNED) and fewer than ``MAX_ATTEMPTS`` trials of it failed; a generation is
 finished when none of its slots is free or running. The plan is a pure function of the study's
 seed and the results of earlier generations, so every worker computes the same one, and a study
-resumed later picks up where it stopped. After the planned ``generations`` the beam goes on the
-same way, without the reachability constraint, for as many trials as it is given.
+resumed later picks up where it stopped. A search without a trial count ends with the planned
+``generations`` (``finished``); given more trials, the beam goes on the same way past its plan,
+without the reachability constraint.
 """
 from __future__ import annotations
 
@@ -86,12 +87,22 @@ class Beam:
     def next_slot(self, trials: Sequence[FrozenTrial]) -> Slot | None:
         """The first free slot of the current generation, or None when every slot is taken and
         some are still running (wait for them)."""
+        return self._current(trials)[1]
+
+    def finished(self, trials: Sequence[FrozenTrial]) -> bool:
+        """Whether every planned generation is done: a further trial would go past the plan."""
+        return self._current(trials, stop_past_plan=True)[0] > self.generations
+
+    def _current(self, trials: Sequence[FrozenTrial], stop_past_plan: bool = False) -> tuple[int, Slot | None]:
+        """The current generation and its first free slot (None: all taken, some running)."""
         holders: dict[str, list[FrozenTrial]] = defaultdict(list)
         for t in trials:
             if SLOT_ATTR in t.user_attrs:
                 holders[t.user_attrs[SLOT_ATTR]].append(t)
         generation, parents = 0, []
         while True:
+            if stop_past_plan and generation > self.generations:
+                return generation, None
             slots = self.plan(generation, parents)
             if not slots:
                 raise GenasError(f"generation {generation} of the beam has no candidate to train: its parents "
@@ -103,9 +114,9 @@ class Beam:
                 if any(t.state in _LIVE for t in held):
                     running |= any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in held)
                 elif len(held) < MAX_ATTEMPTS:
-                    return slot
+                    return generation, slot
             if running:
-                return None
+                return generation, None
             complete = [t for s in slots for t in holders.get(s.key, []) if t.state == TrialState.COMPLETE]
             if not complete:
                 reasons = {t.user_attrs.get("fail_reason", t.state.name) for s in slots for t in holders.get(s.key, [])}

@@ -43,12 +43,14 @@ def study_parent_run(study: optuna.Study, spec: StudySpec) -> tuple[str, str]:
 
 def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, timeout: float | None,
                device: str = "auto", progress: Progress | None = None,
-               total_trials: int | None = None, storage_url: str | None = None) -> optuna.Study:
+               total_trials: int | None = None, storage_url: str | None = None,
+               stop_at_plan: bool = False) -> optuna.Study:
     """Run trials of ``study`` in this process until one of the limits is reached.
 
     ``n_trials``: trials this worker runs; ``timeout``: seconds after which it starts no new
     trial; ``total_trials``: stop once the study has that many COMPLETE trials (all workers);
-    ``storage_url``: the study's storage (None: the default), for the samplers' study-wide lock.
+    ``storage_url``: the study's storage (None: the default), for the samplers' study-wide lock;
+    ``stop_at_plan``: a beam search (dggan) stops when its planned generations are done.
     """
     space = get_space(spec.space)
     dataset = load_dataset(spec.dataset)
@@ -70,6 +72,9 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
         callbacks.append(lambda s, t: fail_dead_local_trials(s))
     if total_trials is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(total_trials, states=(TrialState.COMPLETE,)))
+    beam = getattr(study.sampler, "beam", None) if stop_at_plan else None
+    if beam is not None:
+        callbacks.append(lambda s, t: s.stop() if beam.finished(s.get_trials(deepcopy=False)) else None)
     started = time.monotonic()
     outage_since, done_at_outage = None, -1
     in_flight: tuple[optuna.Trial, list[float] | None, str] | None = None
@@ -82,7 +87,8 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
                     settle(study, *in_flight)
                     in_flight = None
                 if (left is not None and left <= 0) or (time_left is not None and time_left <= 0) or \
-                        (total_trials is not None and _complete(study) >= total_trials):
+                        (total_trials is not None and _complete(study) >= total_trials) or \
+                        (beam is not None and beam.finished(study.get_trials(deepcopy=False))):
                     break
                 study.optimize(objective, n_trials=left, timeout=time_left, catch=(Exception,),
                                callbacks=callbacks, gc_after_trial=True)

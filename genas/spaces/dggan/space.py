@@ -48,7 +48,7 @@ BUDGETS = {
     "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 2,
              "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 100, "ratio": 1.5},
     "small": {"batch_size": 32, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
-              "roots": 4, "k": 2, "children": 2, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 2_000,
+              "roots": 4, "k": 2, "children": 1, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 2_000,
               "ratio": 2.0},
     "full": {"batch_size": 64, "reports": 4, "widths": (128, 256, 512), "kernels": (3, 5), "latent": 512,
              "layers": 4, "roots": 6, "k": 3, "children": 3, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25,
