@@ -167,7 +167,12 @@ def main() -> None:
                 with open(out / "results.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
-    table = render(rows)
+    # the table holds every run recorded in OUT (earlier invocations too), the latest per (dataset, seed, space)
+    latest = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        latest[(row["dataset"], row["seed"], row["space"])] = row
+    table = render(list(latest.values()))
     (out / "table.md").write_text(table)
     print(table)
 
@@ -175,14 +180,14 @@ def main() -> None:
 def render(rows: list[dict]) -> str:
     metrics = [k.removeprefix("champion_") for k in rows[0] if k.startswith("champion_") and k != "champion_images"]
     head = ["dataset", "seed", "space", *(f"{m} champion" for m in metrics), *(f"{m} dcgan" for m in metrics),
-            "images (champion / dcgan)", "search images", "trials", "wall min"]
+            "images (champion / dcgan)", "search images", "trials", "wall min", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["dataset"], str(r["seed"]), r["space"],
                  *(f"{r[f'champion_{m}']:.1f}" for m in metrics),
                  *(f"{r[f'baseline_{m}']:.1f}" if f"baseline_{m}" in r else "-" for m in metrics),
                  f"{r['champion_images'] or 0:,} / {r.get('baseline_images') or 0:,}", f"{r['search_images']:,}",
-                 f"{r['complete']}/{r['trials']}", f"{r['wall_seconds'] / 60:.1f}"]
+                 f"{r['complete']}/{r['trials']}", f"{r['wall_seconds'] / 60:.1f}", f"{r.get('load_15min', '-')}"]
         lines.append("| " + " | ".join(cells) + " |")
     summary = []
     for key in sorted({(r["dataset"], r["space"]) for r in rows}):

@@ -60,6 +60,9 @@ class Beam:
         settings = space.beam(options, budget, resolution)
         self.k, self.generations = int(settings["k"]), int(settings["generations"])
         self._plans: dict[tuple[int, tuple[int, ...]], list[Slot]] = {}
+        # the first generation not yet seen finished, and its parents: a finished generation stays
+        # finished (COMPLETE, PRUNED and a slot's last failure are final), so walks start here
+        self._unfinished: tuple[int, list[FrozenTrial]] = (0, [])
 
     def rng(self, *keys: int) -> np.random.Generator:
         return np.random.default_rng([self.seed & 0xFFFFFFFF, *keys])
@@ -99,7 +102,7 @@ class Beam:
         for t in trials:
             if SLOT_ATTR in t.user_attrs:
                 holders[t.user_attrs[SLOT_ATTR]].append(t)
-        generation, parents = 0, []
+        generation, parents = self._unfinished
         while True:
             if stop_past_plan and generation > self.generations:
                 return generation, None
@@ -125,6 +128,7 @@ class Beam:
                                  "new study")
             parents = rank_trials(complete, self.directions)[: self.k]
             generation += 1
+            self._unfinished = (generation, parents)
 
     def attrs(self, slot: Slot, trials: Sequence[FrozenTrial]) -> dict[str, Any]:
         """The user attrs that record ``slot`` on the trial taking it."""
