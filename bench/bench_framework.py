@@ -301,7 +301,7 @@ def main() -> None:
                 print(f"| {kind} | {n:,} | {ms['read_first']:.0f} / {ms['read_again']:.0f} ms | "
                       f"{ms['plan_first']:.0f} / {ms['plan_again']:.1f} ms | {ms['claim']:.0f} ms | "
                       f"{ms['rank_1']:.1f} ms | {ms['rank_2']:.1f} ms |", flush=True)
-    if not args.storages:
+    if not args.storages or not args.workers:
         return
     print("| storage | workers | trials/min |")
     print("|---|---|---|")
