@@ -85,16 +85,15 @@ def main() -> None:
     device = resolve_device(args.device)
     space = get_space("dggan")
     data = load_dataset(args.dataset)
-    settings = space.settings({}, args.budget, data.resolution)
-    n_images = args.images or int(settings["schedule"][-1])
-    options = {"images": str(n_images)} if args.images else {}
+    options = space.resolve_options({"images": str(args.images)} if args.images else {})
     settings = space.settings(options, args.budget, data.resolution)
+    n_images = args.images or int(settings["schedule"][-1])
     parent = lineage(settings, data.channels, data.resolution)
-    config = {"parent": 0, "generation": len(settings["schedule"]) - 1, "action": "train",
+    config = {"parent": 0, "generation": 0 if args.images else len(settings["schedule"]) - 1, "action": "train",
               "channels": max(settings["widths"]), "kernel": 3, "lr": 2e-3}
     reports: list = []
     saved: list = []
-    ctx = TrialContext(dataset=data, budget=args.budget, device=device, seed=0, options=space.resolve_options(options),
+    ctx = TrialContext(dataset=data, budget=args.budget, device=device, seed=0, options=options,
                        reporter=lambda s, m: reports.append((s, m)), parent_loader=lambda: parent,
                        state_saver=lambda c, t: saved.append(c), attr_setter=lambda k, v: None)
     images = real_at(images_on(ctx), data.resolution)
