@@ -7,6 +7,21 @@ from click.testing import CliRunner
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_genas_state(tmp_path_factory):
+    """Nothing of the developer's genas state is read or written: a session genas home and cache
+    (real-data statistics, pdiff's stage-1 checkpoints) stand in for ./genas-runs and $GENAS_CACHE,
+    and a study storage or MLflow server named in the environment is not used."""
+    root = tmp_path_factory.mktemp("genas-state")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENAS_HOME", str(root / "home"))
+    mp.setenv("GENAS_CACHE", str(root / "cache"))
+    for var in ("GENAS_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        mp.delenv(var, raising=False)
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny networks train faster on one thread, and a busy machine cannot stall their spin-waits.
@@ -25,6 +40,7 @@ def genas_home(tmp_path, monkeypatch):
     """A fresh genas home (Optuna SQLite, MLflow SQLite + artifacts, caches) per test."""
     home = tmp_path / "home"
     monkeypatch.setenv("GENAS_HOME", str(home))
+    monkeypatch.setenv("GENAS_CACHE", str(home / "cache"))  # a test may count cache hits and misses
     monkeypatch.delenv("GENAS_STORAGE", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)

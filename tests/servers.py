@@ -1,4 +1,4 @@
-"""Start a server subprocess on a free loopback port and wait until it answers."""
+"""Start a server subprocess on a free loopback port, wait until it answers; stop it as a supervisor would."""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -14,6 +15,14 @@ from typing import Iterator
 
 
 LOCATION_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "GENAS_STORAGE", "GENAS_HOME")
+# How systemd, cron or a supervisor start genas: the venv's script by its full path, the venv not on PATH.
+GENAS = Path(sys.executable).parent / "genas"
+BARE_PATH = "/usr/bin:/bin"
+
+
+def genas_script(*args: str) -> list[str]:
+    assert GENAS.exists(), f"{GENAS}: the tests expect genas installed in the virtual environment running them"
+    return [str(GENAS), *args]
 
 
 def free_port() -> int:
@@ -27,7 +36,8 @@ def output(proc: subprocess.Popen) -> str:
     return Path(proc.log_path).read_text(errors="replace")
 
 
-def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def wait_for(url: str, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    # a ceiling, not a wait: on a busy 2-core machine importing MLflow alone has taken 25 s
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -66,3 +76,58 @@ def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on, or None when the process is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every living descendant of ``root``: pid -> start time (so a reused pid is not taken for it)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = {}, [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            if (fields := _stat(pid)) and fields[0] != "Z":
+                found[pid] = fields[19]
+                todo.append(pid)
+    return found
+
+
+def survivors(procs: dict[int, str]) -> list[int]:
+    """Those of ``procs`` still running (a zombie has let go of its port and memory)."""
+    return [pid for pid, start in procs.items() if (f := _stat(pid)) and f[19] == start and f[0] != "Z"]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a new server could listen on ``port`` (as servers do, past connections in TIME_WAIT)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        except OSError:
+            return False
+    return True
+
+
+def sigterm_and_check_all_gone(proc: subprocess.Popen, port: int) -> None:
+    """SIGTERM genas alone (as ``kill PID`` or systemd's stop does); no process of its tree may survive."""
+    tree = descendants(proc.pid)
+    assert tree, "the server should run in child processes"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, output(proc)[-2000:]  # ends by the signal it was sent
+    deadline = time.time() + 5  # the grace period is genas's; this covers only the kernel's bookkeeping
+    while survivors(tree) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not survivors(tree), f"left running after genas stopped: {survivors(tree)}\n{output(proc)[-2000:]}"
+    assert port_is_free(port)

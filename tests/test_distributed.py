@@ -266,6 +266,7 @@ def test_study_survives_a_postgresql_restart(env, genas_home):
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait(timeout=60)
         study = optuna.load_study(study_name=STUDY, storage=url)
         assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 4, out[-2000:]
         assert_accounted_for(study, genas_home)  # the trial the restart caught ended too

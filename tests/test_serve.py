@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from servers import free_port, running
+from servers import BARE_PATH, free_port, genas_script, running, sigterm_and_check_all_gone
 
 import genas
 
@@ -96,3 +96,15 @@ def test_serve_rejects_an_unknown_model(tiny_study):
                          timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "does not resolve" in out.stderr
+
+
+def test_started_without_the_venv_on_path_sigterm_stops_the_whole_server(tiny_study):
+    """MLflow execs uvicorn from PATH: a server started by the venv's full path must find it, and
+    SIGTERM to genas must take mlflow and uvicorn down with it and free the port."""
+    home, _ = tiny_study
+    port = free_port()
+    cmd = genas_script("serve", MODEL_URI, "--port", str(port))
+    with running(cmd, f"http://127.0.0.1:{port}/ping", env={"GENAS_HOME": str(home), "PATH": BARE_PATH},
+                 cwd=str(home.parent)) as proc:
+        assert post(port, json.dumps({"inputs": {"n": 1, "seed": 0}}).encode())[0] == 200
+        sigterm_and_check_all_gone(proc, port)

@@ -1,11 +1,12 @@
-"""`genas server`: MLflow's tracking server for a team; a study logs through it, lineage included."""
+"""`genas server`: MLflow's tracking server for a team; a study logs through it, lineage included; started
+the way a supervisor starts it (the venv's script, the venv not on PATH), SIGTERM stops its whole tree."""
 import subprocess
 import sys
 
 import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from servers import free_port, output, running
+from servers import BARE_PATH, free_port, genas_script, output, running, sigterm_and_check_all_gone
 
 
 def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path):
@@ -14,9 +15,10 @@ def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "genas.cli", "server", "--backend-store-uri", backend,
-           "--artifacts-destination", str(artifacts), "--storage", storage, "--port", str(port), "--workers", "1"]
-    with running(cmd, f"{uri}/health", env={"GENAS_HOME": str(genas_home)}) as server:
+    # two uvicorn workers: the tree a team server runs (MLflow, uvicorn's supervisor, its workers)
+    cmd = genas_script("server", "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
+                       "--storage", storage, "--port", str(port), "--workers", "2")
+    with running(cmd, f"{uri}/health", env={"GENAS_HOME": str(genas_home), "PATH": BARE_PATH}) as server:
         env = {"GENAS_HOME": str(genas_home), "MLFLOW_TRACKING_URI": uri, "PATH": "/usr/bin:/bin",
                "HOME": str(tmp_path)}
         # digits are 8x8: the tiny beam reaches it in 6 trials (2 roots, 2 generations of 2)
@@ -33,6 +35,7 @@ def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path
             run = client.get_run(t.user_attrs["mlflow_run_id"])
             assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
         assert client.get_model_version_by_alias("genas-dggan-digits", "champion"), out.stdout[-2000:]
+        sigterm_and_check_all_gone(server, port)
     banner = output(server)
     assert f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}" in banner
     assert f"genas worker STUDY --storage {storage}" in banner

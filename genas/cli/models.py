@@ -98,13 +98,16 @@ def registry_promote(study_name: str, alias: str, storage: str | None) -> None:
               help="Largest n one request may ask for [default: 1024].")
 @click.option("--workers", type=int, default=1, show_default=True)
 def serve(model_uri: str, host: str, port: int, max_samples: int | None, workers: int) -> None:
-    """Serve MODEL_URI over REST with MLflow's model server; POST /invocations {"inputs": {"n": 4, "seed": 0}}."""
+    """Serve MODEL_URI over REST with MLflow's model server; POST /invocations {"inputs": {"n": 4, "seed": 0}}.
+
+    SIGTERM or Ctrl-C stops the server with all its processes.
+    """
     from genas.registry.serve import serve_command
 
     cmd, env = serve_command(model_uri, host, port, max_samples, workers)
     click.echo(f"serving {model_uri} at http://{host}:{port}/invocations (Ctrl-C to stop)")
     click.echo(f"""try: curl -s http://{host}:{port}/invocations -H 'Content-Type: application/json' """
                """-d '{"inputs": {"n": 4, "seed": 0}}'""")
-    import subprocess
+    from genas.cli.children import run_child
 
-    raise SystemExit(subprocess.call(cmd, env=env))
+    raise SystemExit(run_child(cmd, env))

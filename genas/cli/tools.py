@@ -47,18 +47,22 @@ def eval_(dataset: str, fake: str, metrics: str, n: int, device: str, seed: int)
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=5000, show_default=True)
-def ui(host: str, port: int) -> None:
-    """Start the MLflow UI on the genas home's tracking backend and print its address."""
-    import subprocess
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Server processes (one serves one person; each takes seconds to start).")
+def ui(host: str, port: int, workers: int) -> None:
+    """Start the MLflow UI on the genas home's tracking backend and print its address.
 
+    SIGTERM or Ctrl-C stops it with all its processes.
+    """
+    from genas.cli.children import run_child
     from genas.home import artifact_root
     from genas.registry.tracking import configure_mlflow
 
     uri = configure_mlflow()
     click.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-           "--default-artifact-root", artifact_root().as_uri()]
-    raise SystemExit(subprocess.call(cmd))
+           "--workers", str(workers), "--default-artifact-root", artifact_root().as_uri()]
+    raise SystemExit(run_child(cmd))
 
 
 @cli.command()
@@ -78,10 +82,10 @@ def server(backend_store_uri: str | None, artifacts_destination: str | None, sto
     """Start the team's MLflow tracking server (MLflow's own `mlflow server`, registry on the database).
 
     Workers on any machine then log through it: MLFLOW_TRACKING_URI=http://HOST:PORT genas worker STUDY
-    --storage postgresql://…; artifacts (checkpoints, models) travel through the server.
+    --storage postgresql://…; artifacts (checkpoints, models) travel through the server. SIGTERM or
+    Ctrl-C stops it with all its processes.
     """
-    import subprocess
-
+    from genas.cli.children import run_child
     from genas.home import artifact_root, default_tracking_uri
 
     backend = backend_store_uri or default_tracking_uri()
@@ -100,4 +104,4 @@ def server(backend_store_uri: str | None, artifacts_destination: str | None, sto
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
            "--artifacts-destination", destination, "--serve-artifacts", "--host", host, "--port", str(port),
            "--workers", str(workers)]
-    raise SystemExit(subprocess.call(cmd))
+    raise SystemExit(run_child(cmd))
