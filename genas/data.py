@@ -14,7 +14,10 @@ classifiers); the others have none.
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle  # noqa: S403 - only for CIFAR-10's own batch format, never for genas files
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from genas.errors import GenasError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -139,28 +144,52 @@ def _fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:12]
 
 
+_warned_unreadable: set[tuple[str, int]] = set()  # one warning per folder per process, not one per load
+
+
 def _folder(path: Path, res: int | None) -> Dataset:
+    """Every readable image under ``path``, centre-cropped and resized.
+
+    A stray file (a text file named x.png, a truncated JPEG) is skipped with one warning that
+    counts them and names the first; a folder with no readable image is an error.
+    """
     from PIL import Image
 
     if not path.is_dir():
         raise GenasError(f"folder {path} does not exist; pass folder:PATH with a folder of images")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise GenasError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
-    first = Image.open(files[0])
-    mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
-    side = res or min(first.size)
-    arrays = []
+    arrays, read, unreadable = [], [], []
+    mode = side = None
     for f in files:
-        img = Image.open(f).convert(mode)
+        try:
+            with Image.open(f) as img:
+                img.load()
+                if mode is None:  # the first readable image sets the colour mode and the side
+                    mode = "L" if img.mode in ("L", "1", "I", "I;16") else "RGB"
+                    side = res or min(img.size)
+                img = img.convert(mode)
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            unreadable.append((f, exc))
+            continue
         w, h = img.size
         s = min(w, h)  # centre crop to a square, then resize
         img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
         img = img.resize((side, side), Image.Resampling.BICUBIC)
         a = np.asarray(img, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        read.append(f)
+    if not arrays:
+        f, exc = unreadable[0]
+        raise GenasError(f"no readable image under {path}: none of its {len(files)} image files decodes "
+                         f"(the first, {f}: {type(exc).__name__}); pass folder:PATH with a folder of images")
+    if unreadable and (str(path), len(unreadable)) not in _warned_unreadable:
+        _warned_unreadable.add((str(path), len(unreadable)))
+        log.warning("skipped %d of %d files under %s that are not readable images (the first: %s)",
+                    len(unreadable), len(files), path, unreadable[0][0])
     x = _square_power_of_two(from_uint8(np.stack(arrays)), res)
-    return Dataset(f"folder:{path}", f"folder-{_fingerprint(files)}-{x.shape[-1]}", x.contiguous())
+    return Dataset(f"folder:{path}", f"folder-{_fingerprint(read)}-{x.shape[-1]}", x.contiguous())
 
 
 def _cifar10(path: Path) -> Dataset:
@@ -182,8 +211,13 @@ def _cifar10(path: Path) -> Dataset:
 def _npz(path: Path, res: int | None) -> Dataset:
     if not path.is_file():
         raise GenasError(f"file {path} does not exist; pass npz:PATH to an .npz or .npy of uint8 images")
-    data = np.load(path, allow_pickle=False)
-    arr = data if isinstance(data, np.ndarray) else data[data.files[0] if "images" not in data.files else "images"]
+    try:
+        data = np.load(path, allow_pickle=False)
+        arr = data if isinstance(data, np.ndarray) else data[data.files[0] if "images" not in data.files else "images"]
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, IndexError) as exc:
+        # a truncated .npz is a broken zip, a truncated .npy a short read; an empty archive has no files[0]
+        raise GenasError(f"cannot read {path} as images ({type(exc).__name__}: {str(exc)[:120]}); the file is "
+                         "truncated or not an .npz/.npy of uint8 images: write it again with numpy.savez") from exc
     if arr.ndim == 3:
         arr = arr[:, None]
     if arr.ndim != 4:

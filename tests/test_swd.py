@@ -145,3 +145,27 @@ def test_swd_separates_data_from_noise():
     assert set(same) == {"swd", "swd_32", "swd_16"}
     assert same["swd"] == pytest.approx((same["swd_32"] + same["swd_16"]) / 2)
     assert same["swd"] * 5 < diff["swd"], (same, diff)
+
+
+def test_odd_sides_keep_every_other_pixel():
+    """33x33 (an odd side at any level) used to crash on 34 != 33; the levels are now ceil(side / 2)."""
+    from genas.data import Dataset
+    from genas.evaluators import evaluate
+
+    assert swd.pyramid_resolutions(33) == [33, 17]
+    assert swd.pyramid_resolutions(31) == [31, 16]
+    assert swd.pyramid_resolutions(66) == [66, 33, 17]
+    x = np.random.default_rng(4).uniform(0, 255, size=(2, 1, 33, 33))
+    lap = swd.laplacian_pyramid(torch.from_numpy(x), 2)
+    assert [level.shape[-1] for level in lap] == [33, 17]
+    low = ref_pyr_down(x)
+    up = np.zeros_like(x)  # zeros between the kept samples, on the finer level's own grid
+    up[:, :, ::2, ::2] = low
+    band = x - scipy.ndimage.convolve(up, KERNEL[None, None] * 4.0, mode="mirror")
+    np.testing.assert_allclose(lap[0].numpy(), band, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose((swd.pyr_up(lap[1], (33, 33)) + lap[0]).numpy(), x, rtol=1e-9, atol=1e-9)
+
+    images = torch.randint(0, 256, (40, 1, 33, 33), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    odd = Dataset("odd", "odd-33", images.float() / 127.5 - 1)
+    out = evaluate(images[:20], odd, ["swd"])
+    assert set(out) == {"swd", "swd_33", "swd_17"} and out.counts == {"swd_n_fake": 20, "swd_n_real": 20}

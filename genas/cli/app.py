@@ -8,16 +8,25 @@ import click
 from genas.errors import GenasError
 
 BUDGET_CHOICE = click.Choice(["tiny", "small", "full"])
+# Counts are checked by click, before a study, a run or a file exists.
+PORT = click.IntRange(1, 65535)
+SEED = click.IntRange(min=0)  # numpy's and Optuna's seeds are unsigned
+TIMEOUT = click.FloatRange(min=0, min_open=True)
 
 
 class GenasGroup(click.Group):
-    """Prints a GenasError as one line (no traceback) and exits 2."""
+    """Prints a GenasError, or a bad option value (``--trials -3``), as one line and exits 2."""
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
         try:
             return super().invoke(ctx)
         except GenasError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(2)
+        except click.UsageError as exc:  # click's own usage block is four lines; the message is the news
+            where = (exc.ctx or ctx).command_path
+            message = " ".join(exc.format_message().split())
+            click.secho(f"error: {message} (see {where} --help)", fg="red", err=True)
             ctx.exit(2)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from genas.cli.app import GenasGroup, cli, console
+from genas.cli.app import PORT, SEED, GenasGroup, cli, console
 
 
 @cli.command()
@@ -14,7 +14,7 @@ from genas.cli.app import GenasGroup, cli, console
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="PNG grid of the images [default: grid.png]; for a model that generates classifiers, "
                    "a folder for their safetensors files [default: models/].")
-@click.option("--seed", type=int, default=None, help="Same seed, same images.")
+@click.option("--seed", type=SEED, default=None, help="Same seed, same images.")
 def sample(model_uri: str, n: int, output: str | None, seed: int | None) -> None:
     """Sample N images from MODEL_URI (models:/genas-<study>@champion, runs:/ID/model or a folder) to a PNG grid.
 
@@ -93,10 +93,10 @@ def registry_promote(study_name: str, alias: str, storage: str | None) -> None:
 @cli.command()
 @click.argument("model_uri")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=5001, show_default=True)
+@click.option("--port", type=PORT, default=5001, show_default=True)
 @click.option("--max-samples", type=click.IntRange(1, 65536), default=None,
               help="Largest n one request may ask for [default: 1024].")
-@click.option("--workers", type=int, default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 def serve(model_uri: str, host: str, port: int, max_samples: int | None, workers: int) -> None:
     """Serve MODEL_URI over REST with MLflow's model server; POST /invocations {"inputs": {"n": 4, "seed": 0}}.
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from genas.cli.app import BUDGET_CHOICE, GenasGroup, cli, console
+from genas.cli.app import BUDGET_CHOICE, SEED, TIMEOUT, GenasGroup, cli, console
 from genas.cli.display import leaderboard, progress_display
 from genas.report.labels import detail, generation_label, images_label, parent_label, short
 from genas.errors import GenasError
@@ -15,8 +15,9 @@ from genas.errors import GenasError
 @click.argument("space")
 @click.option("--dataset", default="mnist5k", show_default=True,
               help="mnist5k, digits, folder:PATH[@RES], cifar10:PATH or npz:PATH[@RES].")
-@click.option("--trials", type=int, default=None, help="Trials to run now [default: the budget's].")
-@click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
+@click.option("--trials", type=click.IntRange(min=0), default=None,
+              help="Trials to run now (0: only create the study, for workers) [default: the budget's].")
+@click.option("--timeout", type=TIMEOUT, default=None, help="Stop starting trials after this many seconds.")
 @click.option("--budget", type=BUDGET_CHOICE, default="small", show_default=True,
               help="tiny: seconds on a CPU; small: minutes on a CPU; full: the published scale on a GPU.")
 @click.option("--objective", default=None,
@@ -26,12 +27,12 @@ from genas.errors import GenasError
 @click.option("--pruner", default=None,
               help="median, hyperband, successive_halving, percentile or none (single objective only) "
                    "[default: the space's: none for dggan, median otherwise].")
-@click.option("--top-k", type=int, default=None,
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Growth sampler: each generation expands the k best of the last [default: the budget's].")
 @click.option("--storage", default=None, help="Optuna storage URL [default: $GENAS_STORAGE or sqlite in the genas home].")
 @click.option("--study-name", default=None, help="[default: SPACE-DATASET]; an existing study is resumed.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--alias", default="champion", show_default=True, help="Alias given to the registered best model.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="A space option the search does not tune (repeatable), e.g. --set arch=resnet18 for pdiff.")
@@ -139,9 +140,10 @@ def _print_next_steps(study, promotion) -> None:  # noqa: ANN001
 
 @cli.command()
 @click.argument("study_name")
-@click.option("--trials", type=int, default=None, help="Trials this worker runs [default: until a limit below or stopped].")
-@click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds.")
-@click.option("--total-trials", type=int, default=None,
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Trials this worker runs [default: until a limit below or stopped].")
+@click.option("--timeout", type=TIMEOUT, default=None, help="Stop starting trials after this many seconds.")
+@click.option("--total-trials", type=click.IntRange(min=1), default=None,
               help="Stop once the study has this many complete trials, counting every worker's.")
 @click.option("--storage", default=None, help="Optuna storage URL of the study.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from genas.cli.app import cli
+from genas.cli.app import PORT, cli
 from genas.errors import GenasError
 
 
@@ -14,9 +14,10 @@ from genas.errors import GenasError
 @click.option("--dataset", default="mnist5k", show_default=True)
 @click.option("--fake", required=True, help="A folder of images, or a model URI to sample from.")
 @click.option("--metrics", default="swd", show_default=True, help="Comma-separated: swd, fid, kid, fid_digitnet …")
-@click.option("-n", "--num", "n", type=int, default=1000, show_default=True, help="Samples drawn from a model.")
+@click.option("-n", "--num", "n", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Samples drawn from a model.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def eval_(dataset: str, fake: str, metrics: str, n: int, device: str, seed: int) -> None:
     """Compute metrics of FAKE images against DATASET on their own."""
     from genas.data import load_dataset, to_uint8
@@ -39,14 +40,17 @@ def eval_(dataset: str, fake: str, metrics: str, n: int, device: str, seed: int)
             raise GenasError(f"{fake} generates {outputs_of(generator)}, not images; `genas eval` scores images "
                              "(a pdiff study's runs hold its accuracy and memorisation metrics)")
         images = generator.sample(n, seed=seed)
-    result = evaluate(images, real, names, device=resolve_device(device), n_real=len(images), seed=seed)
+    # the real side is the dataset's standard set (FID/KID: all its images up to 50,000), not len(images)
+    result = evaluate(images, real, names, device=resolve_device(device), seed=seed)
     for key, value in result.items():
         click.echo(f"{key}\t{value:.4f}")
+    for key, count in result.counts.items():  # swd_n_fake, fid_n_real …: what the numbers were computed on
+        click.echo(f"{key}\t{count}")
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--port", type=PORT, default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Server processes (one serves one person; each takes seconds to start).")
 def ui(host: str, port: int, workers: int) -> None:
@@ -75,8 +79,8 @@ def ui(host: str, port: int, workers: int) -> None:
               help="The Optuna storage the workers will use (a different database from the backend store); "
                    "checked and printed in the worker command.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to accept other machines.")
-@click.option("--port", type=int, default=5000, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True, help="Server processes.")
+@click.option("--port", type=PORT, default=5000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Server processes.")
 def server(backend_store_uri: str | None, artifacts_destination: str | None, storage: str | None, host: str,
            port: int, workers: int) -> None:
     """Start the team's MLflow tracking server (MLflow's own `mlflow server`, registry on the database).

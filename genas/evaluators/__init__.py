@@ -24,7 +24,8 @@ from genas.evaluators import stats
 from genas.evaluators import swd as swd_mod
 from genas.evaluators.features import EXTRACTORS, Extractor, get_extractor, register_extractor
 
-__all__ = ["evaluate", "check_metrics", "preflight", "available_metrics", "register_extractor", "Extractor"]
+__all__ = ["evaluate", "Scores", "real_counts", "check_metrics", "preflight", "available_metrics",
+           "register_extractor", "Extractor"]
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +92,66 @@ def _prepare_fake(fake: torch.Tensor, dataset: Dataset) -> torch.Tensor:
     return fake.cpu()
 
 
-def evaluate(fake: torch.Tensor, dataset: Dataset, metrics: Sequence[str], *,
-             device: torch.device | str = "cpu", n_real: int | None = None, seed: int = 0) -> dict[str, float]:
-    """Score uint8 fake images [N, C, H, W] against ``dataset``.
+class Scores(dict):
+    """The metrics, a plain ``{name: value}`` dict, plus ``counts``: the images behind each metric.
 
-    ``n_real`` caps the real images used (default: up to 50,000 for features; for SWD as many as
-    there are fakes, at most 8,192, as in ProGAN). ``seed`` fixes the real subset, the SWD
-    neighbourhoods and directions and the KID subsets, so trials are compared on equal terms.
+    ``counts`` holds ``<metric>_n_fake`` and ``<metric>_n_real`` for every metric asked for (``swd``,
+    ``fid``, ``kid_digitnet`` …): what a trial records beside its metrics, so a number says which
+    protocol made it.
+    """
+
+    counts: dict[str, int]
+
+
+def real_counts(dataset: Dataset, *, swd_fakes: int, n_real: int | None = None) -> dict[str, int]:
+    """The real images each kind of metric uses: the dataset's standard set, whatever the fakes.
+
+    ``features`` (FID/KID): every image of the dataset up to 50,000 (``kid``'s kernel sees at most
+    10,000 of them); ``swd``: as many as there are SWD fakes, up to ProGAN's 16,384 and the dataset's
+    size. ``n_real`` caps both (benchmarks and tests; trials never pass it).
+    """
+    n = len(dataset)
+    features = min(n, n_real or stats.MAX_FEATURE_IMAGES, stats.MAX_FEATURE_IMAGES)
+    return {"features": features, "kid": min(features, stats.MAX_KID_ROWS),
+            "swd": min(n, n_real or swd_fakes, stats.MAX_SWD_IMAGES)}
+
+
+def evaluate(fake: torch.Tensor, dataset: Dataset, metrics: Sequence[str], *,
+             device: torch.device | str = "cpu", n_real: int | None = None, seed: int = 0,
+             swd_fakes: int | None = None, feature_fakes: int | None = None) -> Scores:
+    """Score uint8 fake images [N, C, H, W] against ``dataset``; returns ``Scores`` (a dict).
+
+    SWD uses the first ``swd_fakes`` fakes and FID/KID the first ``feature_fakes`` (default: all).
+    The real side is the dataset's standard set, independent of the fakes for FID/KID (see
+    ``real_counts``); ``n_real`` caps it. ``seed`` fixes the real subset, the SWD neighbourhoods and
+    directions and the KID subsets, so trials are compared on equal terms.
     """
     check_metrics(metrics)
     if isinstance(metrics, str):
         metrics = [metrics]
     device = torch.device(device)
     fake = _prepare_fake(fake, dataset)
-    out: dict[str, float] = {}
+    out = Scores()
+    out.counts = {}
     parsed = {name: _parse(name) for name in dict.fromkeys(metrics)}
+    swd_fake = fake[:swd_fakes] if swd_fakes else fake
+    feature_fake = fake[:feature_fakes] if feature_fakes else fake
+    reals = real_counts(dataset, swd_fakes=len(swd_fake), n_real=n_real)
 
     if any(kind == "swd" for kind, _ in parsed.values()):
         start = time.perf_counter()
-        real = stats.real_swd_descriptors(dataset, n_real or len(fake), seed=seed, device=device)
+        real = stats.real_swd_descriptors(dataset, reals["swd"], seed=seed, device=device)
         # the fakes draw their own neighbourhoods: a seed unrelated to the real draw
-        fake_desc = swd_mod.descriptor_sets(fake, seed=seed + 1, device=device)
+        fake_desc = swd_mod.descriptor_sets(swd_fake, seed=seed + 1, device=device)
         out.update(swd_mod.swd_from_descriptors(fake_desc, real, seed=seed))
+        out.counts.update(swd_n_fake=len(swd_fake), swd_n_real=reals["swd"])
         log.debug("swd in %.2fs", time.perf_counter() - start)
 
     for extractor_name in dict.fromkeys(x for _, x in parsed.values() if x is not None):
         start = time.perf_counter()
         extractor = get_extractor(extractor_name, device)
-        real = stats.real_features(dataset, extractor, n_real, seed=seed)
-        fake_feats = extractor.features(fake)
+        real = stats.real_features(dataset, extractor, reals["features"], seed=seed)
+        fake_feats = extractor.features(feature_fake)
         for name, (kind, x) in parsed.items():
             if x != extractor_name:
                 continue
@@ -128,5 +160,7 @@ def evaluate(fake: torch.Tensor, dataset: Dataset, metrics: Sequence[str], *,
                 out[name] = fid_mod.frechet_distance(mu, sigma, real["mu"], real["sigma"], device=device)
             else:
                 out[name] = fid_mod.kid(fake_feats, real["features"], seed=seed)[0]
+            out.counts.update({f"{name}_n_fake": len(feature_fake),
+                               f"{name}_n_real": reals["features" if kind == "fid" else "kid"]})
         log.debug("%s metrics in %.2fs", extractor_name, time.perf_counter() - start)
     return out

@@ -170,14 +170,35 @@ def _build_inception(path: Path | None) -> nn.Module:
         socket.setdefaulttimeout(previous)
 
 
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256, computed once per process per (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _digests[key] = h.hexdigest()[:16]
+    return _digests[key]
+
+
 class InceptionExtractor(Extractor):
     name = "inception"
     dim = 2048
-    version = "2015-12-05-6726825d"
+    version = "2015-12-05-6726825d"  # replaced by the weights file's own digest once it is known
 
     def __init__(self, device: torch.device | str = "cpu", batch_size: int = 64) -> None:
         super().__init__(device, batch_size)
         self.net = _build_inception(inception_weights_path()).to(self.device).eval()
+        # Key the real-statistics cache on the weights actually loaded: GENAS_INCEPTION_WEIGHTS may
+        # name another file than the standard one (and torch-fidelity's download lands in the hub).
+        path = inception_weights_path()
+        if path is not None:
+            self.version = f"sha256-{file_digest(path)}"
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if batch.shape[1] == 1:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = "1"
 MAX_FEATURE_IMAGES = 50_000  # the customary FID reference size
 MAX_KID_ROWS = 10_000  # KID draws subsets of <= 1000, so more stored rows add nothing but disk
-MAX_SWD_IMAGES = 8_192  # ProGAN's SWD sample size
+MAX_SWD_IMAGES = 16_384  # ProGAN's SWD sample size (Karras et al. 2018, appendix D)
 
 
 def stats_dir() -> Path:
@@ -84,7 +84,10 @@ def real_subset(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
 
 def real_features(dataset: Dataset, extractor: Extractor, n: int | None = None,
                   seed: int = 0) -> dict[str, torch.Tensor]:
-    """{"mu", "sigma" (float64, from n images), "features" (float32, up to 10,000 of them, for KID)}."""
+    """{"mu", "sigma" (float64, from n images), "features" (float32, up to 10,000 of them, for KID)}.
+
+    ``n`` defaults to the standard reference set: every image of the dataset, up to 50,000.
+    """
     n = min(len(dataset), n or MAX_FEATURE_IMAGES)
 
     def compute() -> dict[str, torch.Tensor]:
@@ -103,7 +106,7 @@ def real_swd_descriptors(dataset: Dataset, n: int, seed: int = 0,
     """Normalised SWD descriptors of ``n`` real images per pyramid level, {resolution: [n*128, D]}.
 
     Descriptors rather than the pyramid are cached: they are what every trial compares against,
-    and reusing the same draw makes trials differ only by their fakes. ``n`` is capped at 8,192.
+    and reusing the same draw makes trials differ only by their fakes. ``n`` is capped at 16,384.
     """
     n = min(len(dataset), n, MAX_SWD_IMAGES)
 

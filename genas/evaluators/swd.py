@@ -24,10 +24,14 @@ _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
 def pyramid_resolutions(resolution: int) -> list[int]:
-    """Level sides from full size down to 16; an image smaller than 16 is a single level."""
+    """Level sides from full size down to 16; an image smaller than 16 is a single level.
+
+    A level keeps every other pixel of the one above, starting with the first: an odd side ``s``
+    gives ``(s + 1) // 2`` (33 -> 17), which is what ``pyr_down`` returns.
+    """
     levels = [resolution]
-    while levels[-1] // 2 >= MIN_RESOLUTION:
-        levels.append(levels[-1] // 2)
+    while (levels[-1] + 1) // 2 >= MIN_RESOLUTION:
+        levels.append((levels[-1] + 1) // 2)
     return levels
 
 
@@ -47,10 +51,14 @@ def pyr_down(x: torch.Tensor) -> torch.Tensor:
     return _blur(x)[:, :, ::2, ::2]
 
 
-def pyr_up(x: torch.Tensor) -> torch.Tensor:
+def pyr_up(x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Back to the finer level's ``size`` (default twice the side; 2s - 1 for a level cut from an odd side)."""
     n, c, h, w = x.shape
-    up = x.new_zeros(n, c, 2 * h, 2 * w)
-    up[:, :, ::2, ::2] = x
+    height, width = size or (2 * h, 2 * w)
+    if not (2 * h - 1 <= height <= 2 * h and 2 * w - 1 <= width <= 2 * w):
+        raise ValueError(f"cannot upsample {h}x{w} to {height}x{width}")
+    up = x.new_zeros(n, c, height, width)
+    up[:, :, ::2, ::2] = x  # the samples sit where pyr_down took them
     return _blur(up, gain=4.0)  # x4 restores the energy of the zeros inserted between samples
 
 
@@ -59,7 +67,7 @@ def laplacian_pyramid(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
     pyramid = [images if images.is_floating_point() else images.float()]
     for _ in range(1, levels):
         pyramid.append(pyr_down(pyramid[-1]))
-        pyramid[-2] = pyramid[-2] - pyr_up(pyramid[-1])
+        pyramid[-2] = pyramid[-2] - pyr_up(pyramid[-1], pyramid[-2].shape[-2:])
     return pyramid
 
 

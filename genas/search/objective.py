@@ -30,7 +30,7 @@ from genas.registry.model import read_state, save_pyfunc_model, write_state
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, STATE_ARTIFACT, RunLogger, start_run
 from genas.report.labels import short
 from genas.search.beam import ACTION_ATTR, PARENT_ATTR
-from genas.search.study import StudySpec
+from genas.search.study import StudySpec, pruning_warmup
 from genas.spaces.base import Generator, Space, Tensors, TrialContext, outputs_of
 
 log = logging.getLogger(__name__)
@@ -162,10 +162,14 @@ class Objective:
         with self._timed("eval"):
             metrics = self.space.score(generator, own, ctx) if own else {}
             if outputs_of(generator) == "images":  # scored on images, or not: people look at a grid
-                fake = generator.sample(budget["eval_samples"] if images else GRID_SAMPLES, seed=seed)
+                feature_fakes, swd_fakes = budget["eval_samples"], budget.get("swd_samples", budget["eval_samples"])
+                needed = max([GRID_SAMPLES] + [swd_fakes if m == "swd" else feature_fakes for m in images])
+                fake = generator.sample(needed, seed=seed)
                 if images:
-                    metrics.update(evaluate(fake, self.dataset, images, device=self.device,
-                                            n_real=budget["eval_samples"], seed=self.spec.seed))
+                    scores = evaluate(fake, self.dataset, images, device=self.device, seed=self.spec.seed,
+                                      swd_fakes=swd_fakes, feature_fakes=feature_fakes)
+                    metrics.update(scores)
+                    run.params(scores.counts)  # which protocol made the numbers: FID-1k is not FID-10k
                 grid = fake[:GRID_SAMPLES]
         run.metrics(metrics, step=self.images_done)
         if grid is not None:
@@ -200,6 +204,14 @@ class Objective:
         budget = self.budget
         single = len(self.spec.objectives) == 1
         pruning_key = f"{self.spec.objectives[0]}_quick" if single else None
+        # The pruner reads the objective's own kind: an FID study is pruned on a quick FID (the real
+        # side is the cached standard set, so it costs the fakes' features only), never on SWD. It
+        # is computed only where the pruner can act: Inception on a CPU is the slow part of a trial.
+        objective = self.spec.objectives[0]
+        prunes_on_own_kind = (single and self.spec.pruner != "none" and objective != "swd"
+                              and objective not in self.space.own_metrics)
+        warmup = pruning_warmup(self.spec, self.space, self.dataset.resolution) if prunes_on_own_kind else 0
+        quick_counts_logged: set[str] = set()
 
         grids: list[torch.Tensor] = []  # the latest quick-eval samples, logged with the next report
 
@@ -223,8 +235,13 @@ class Objective:
             with self._timed("quick_eval"):
                 fake = generator.sample(n, seed=seed)
                 grids[:] = [fake[:GRID_SAMPLES]]
-                swd = evaluate(fake, self.dataset, ["swd"], device=self.device, n_real=n, seed=self.spec.seed)["swd"]
-            return {"swd_quick": swd}
+                names = ["swd"] + ([objective] if prunes_on_own_kind and self.images_done >= warmup else [])
+                scores = evaluate(fake, self.dataset, names, device=self.device, seed=self.spec.seed)
+            counts = {"{}_quick_n_{}".format(*k.rsplit("_n_", 1)): v for k, v in scores.counts.items()}
+            if counts.keys() - quick_counts_logged:
+                run.params({k: v for k, v in counts.items() if k not in quick_counts_logged})
+                quick_counts_logged.update(counts)
+            return {f"{name}_quick": scores[name] for name in names}
 
         def parent_state() -> tuple[dict, Tensors] | None:
             parent = trial.user_attrs.get(PARENT_ATTR)

@@ -122,14 +122,21 @@ def build_sampler(spec: StudySpec, space: Space, resolution: int, storage_url: s
     return factories[spec.sampler]()
 
 
+def pruning_warmup(spec: StudySpec, space: Space, resolution: int) -> int:
+    """Images a trial sees before a pruner may stop it (its reports before that decide nothing).
+
+    Steps are images seen. New layers fade in over the first half of a trial, when the score
+    gets worse before it gets better: no pruning decision is taken there.
+    """
+    return space.trial_images(spec.budget, space.resolve_options(spec.options), resolution) // 2
+
+
 def build_pruner(spec: StudySpec, space: Space, resolution: int) -> optuna.pruners.BasePruner:
     if len(spec.objectives) > 1 or spec.pruner == "none":
         # Optuna has no pruning for multi-objective studies.
         return optuna.pruners.NopPruner()
-    # Steps are images seen. New layers fade in over the first half of a trial, when the score
-    # gets worse before it gets better: no pruning decision is taken there.
     images = space.trial_images(spec.budget, space.resolve_options(spec.options), resolution)
-    warmup = images // 2
+    warmup = pruning_warmup(spec, space, resolution)
     factories = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=images),

@@ -18,7 +18,7 @@ from genas.spaces.base import Space, TrialContext, register_space
 from genas.spaces.dcgan import train as dcgan_train
 from genas.spaces.dcgan.generator import DCGANGenerator
 from genas.spaces.dcgan.networks import make_arch
-from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES
+from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES, SWD_SAMPLES
 
 LATENT = 100  # the paper's z
 PAPER = {"lr": 2e-4, "beta1": 0.5, "batch_size": 128, "loss": "logistic"}
@@ -32,7 +32,8 @@ BUDGETS = {
              "batch_sizes": (64, 128, 256)},
 }
 for _name, _b in BUDGETS.items():
-    _b.update(eval_samples=EVAL_SAMPLES[_name], quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
+    _b.update(eval_samples=EVAL_SAMPLES[_name], swd_samples=SWD_SAMPLES[_name],
+              quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
 
 
 @register_space

@@ -37,7 +37,7 @@ from genas.spaces.dggan import train as dggan_train
 from genas.spaces.dggan.train import DGGANGenerator
 from genas.spaces.gan import GANLoss, Recipe
 from genas.spaces.gan.augment import parse_policy
-from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES
+from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES, SWD_SAMPLES
 from genas.spaces.gan.grown import KERNELS, resolution_of
 from genas.spaces.gan.losses import check_loss
 
@@ -55,7 +55,7 @@ BUDGETS = {
              "ema_half_life": 10_000, "ratio": 2.0},
 }
 for _name, _b in BUDGETS.items():
-    _b.update(lineage_images=IMAGES[_name], eval_samples=EVAL_SAMPLES[_name],
+    _b.update(lineage_images=IMAGES[_name], eval_samples=EVAL_SAMPLES[_name], swd_samples=SWD_SAMPLES[_name],
               quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
 
 

@@ -58,7 +58,7 @@ BUDGETS = {
     "small": {"images_per_trial": 6_000, "batch_sizes": (16, 32), "eval_samples": 1000, "quick_eval_samples": 256,
               "reports": 4, "trials": 8, "widths": (8, 16), "latents": (32, 64), "ema_half_life": 2_000,
               "interval": 1, "apfl_every": 12},
-    "full": {"images_per_trial": 800_000, "batch_sizes": (16, 32), "eval_samples": 10_000,
+    "full": {"images_per_trial": 800_000, "batch_sizes": (16, 32), "eval_samples": 10_000, "swd_samples": 16_384,
              "quick_eval_samples": 2_000, "reports": 8, "trials": 100, "widths": (128, 256), "latents": (256, 512),
              "ema_half_life": 110_000, "interval": 10, "apfl_every": 8},
 }

@@ -17,7 +17,7 @@ from genas.data import Dataset
 from genas.spaces.base import Space, TrialContext, register_space
 from genas.spaces.gan import GANLoss, Recipe
 from genas.spaces.gan.augment import parse_policy
-from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES
+from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES, SWD_SAMPLES
 from genas.spaces.gan.losses import check_loss
 from genas.spaces.progan import train as progan_train
 from genas.spaces.progan.train import ProGANGenerator, schedule
@@ -31,7 +31,7 @@ BUDGETS = {
              "ema_half_life": 10_000, "default": {"width": 512, "latent": 512}},
 }
 for _name, _b in BUDGETS.items():
-    _b.update(images_per_trial=IMAGES[_name], eval_samples=EVAL_SAMPLES[_name],
+    _b.update(images_per_trial=IMAGES[_name], eval_samples=EVAL_SAMPLES[_name], swd_samples=SWD_SAMPLES[_name],
               quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
 
 

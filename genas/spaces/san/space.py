@@ -36,7 +36,8 @@ BUDGETS = {
     "small": {"images_per_trial": 3_000, "batch_size": 32, "eval_samples": 1000, "quick_eval_samples": 256,
               "reports": 4, "top_k": 3, "trials": 10, "widths": (16, 32), "latents": (32, 64),
               "ema_half_life": 1_000},
-    "full": {"images_per_trial": 800_000, "batch_size": 64, "eval_samples": 10_000, "quick_eval_samples": 2_000,
+    "full": {"images_per_trial": 800_000, "batch_size": 64, "eval_samples": 10_000, "swd_samples": 16_384,
+             "quick_eval_samples": 2_000,
              "reports": 8, "top_k": 5, "trials": 100, "widths": (256, 512), "latents": (256, 512),
              "ema_half_life": 10_000},
 }
