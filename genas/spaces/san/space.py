@@ -6,7 +6,8 @@ The study option ``reading`` says which reading of the source's losses trains (l
 ``search`` (TPE picks one per trial, as the searched parameter ``reading``).
 
 Searched: learning rate, L2 weight (Adam's coupled weight decay), the kernel-averaging weight
-``lam`` in (0, 1), the weights of the unpaired image MSE ``MSE(G(z), X)`` (``mse_weight``) and of
+``lam`` in [0.05, 0.75] (at 0.9 R's kernels are almost G's and, adversarially, R failed as a critic:
+W below 0 after 9,000 images), the weights of the unpaired image MSE ``MSE(G(z), X)`` (``mse_weight``) and of
 the paired latent MSE ``MSE(R(G(z)), z)`` (``latent_mse_weight``), the gradient penalty's weight
 (adversarial), width, latent size, and each of the source's modules on/off (channel attention,
 RPA with its ratio r, ADO with its threshold), so a study is also an ablation. Both MSE weights are
@@ -25,7 +26,9 @@ et al.), RPA's r = 0.5 (it says r < 1), ADO's threshold 0.1, the learning rate a
 Budgets (images are real images shown to R; see networks.py for the module count per resolution):
 
 - ``tiny``: tests, a few hundred images at width 8/16, seconds on a CPU.
-- ``small``: the README demo on a 2-core CPU (mnist5k 32x32: 4 modules), width 16, latent 32/64.
+- ``small``: the README demo on a 2-core CPU (mnist5k 32x32: 4 modules), width 16, latent 32/64,
+  12,000 images at batch 16 (750 steps: at 6,000 images and batch 32 the adversarial SAN made
+  digit-like glyphs, not yet strokes; halving the batch for twice the steps gave strokes).
 - ``full``: the source's scale on a GPU: widths up to 512, latent 512, six modules at 128x128.
 """
 from __future__ import annotations
@@ -55,8 +58,8 @@ SOURCE_OPEN = {"lam": 0.5, "gp_weight": 10.0, "rpa_ratio": 0.5, "ado_threshold":
 BUDGETS = {
     "tiny": {"images_per_trial": 256, "batch_size": 16, "eval_samples": 128, "quick_eval_samples": 64,
              "reports": 2, "top_k": 2, "trials": 4, "widths": (8, 16), "latents": (16,), "ema_half_life": 100},
-    "small": {"images_per_trial": 3_000, "batch_size": 32, "eval_samples": 1000, "quick_eval_samples": 256,
-              "reports": 4, "top_k": 3, "trials": 10, "widths": (16, 32), "latents": (32, 64),
+    "small": {"images_per_trial": 12_000, "batch_size": 16, "eval_samples": 1000, "quick_eval_samples": 256,
+              "reports": 4, "top_k": 3, "trials": 8, "widths": (16,), "latents": (32, 64),
               "ema_half_life": 1_000},
     "full": {"images_per_trial": 800_000, "batch_size": 64, "eval_samples": 10_000, "quick_eval_samples": 2_000,
              "reports": 8, "top_k": 5, "trials": 100, "widths": (256, 512), "latents": (256, 512),
@@ -92,9 +95,9 @@ class SANSpace(Space):
         if reading == "search":
             reading = trial.suggest_categorical("reading", READINGS)
         config = {"reading": reading,
-                  "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+                  "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
                   "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
-                  "lam": trial.suggest_float("lam", 0.05, 0.95),
+                  "lam": trial.suggest_float("lam", 0.05, 0.75),
                   "mse_weight": trial.suggest_categorical("mse_weight", MSE_WEIGHTS),
                   "latent_mse_weight": trial.suggest_categorical("latent_mse_weight", MSE_WEIGHTS),
                   "width": trial.suggest_categorical("width", b["widths"]),

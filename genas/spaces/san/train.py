@@ -127,7 +127,7 @@ def optimise(nets: Nets, opt_g: torch.optim.Optimizer, opt_r: torch.optim.Optimi
     opt_g.zero_grad(set_to_none=True)
     opt_r.zero_grad(set_to_none=True)
     if hp.reading == "cooperative":
-        (l["loss_gd"] + hp.mse_weight * l["loss_gi"] + l["loss_rx"] + hp.latent_mse_weight * l["loss_latent"]).backward()
+        (loss_g + l["loss_rx"]).backward()  # L_GD + w_i L_GI + w_z L_Z + L_RX: see step 3
     else:
         loss_g.backward(inputs=list(nets.G.parameters()), retain_graph=True)
         loss_r.backward(inputs=list(nets.R.parameters()))
