@@ -2,11 +2,13 @@
 
     python bench/bench_san.py [--budget small] [--dataset mnist5k] [--device auto] [--images N] [--threads T]
     python bench/bench_san.py --mse-study [--images N] ...   # SWD and diversity for mse_weight 0 / 0.1 / 1
+    ... --reading adversarial|cooperative                     # which reading trains (default adversarial)
 
 Throughput: (a) ``SANSpace.train`` of one trial through a TrialContext of plain callables (EMA,
 progress, the evenly spaced reports with their diversity probe, divergence checks, the saved
 state: everything genas does except the evaluators), and (b) a bare loop over the same G and R,
-same losses, same two Adam steps, same kernel averaging, same batch, with no EMA, reports or checks.
+same losses (the ``--reading``'s), same two Adam steps, same kernel averaging, same batch, with no
+EMA, reports or checks.
 Prints a markdown table row: machine, budget, img/s of both and the ratio (target >= 0.8x).
 
 ``--mse-study`` trains the same config with each MSE weight (the source's unpaired MSE(G(z), X))
@@ -25,12 +27,14 @@ from genas.data import load_dataset
 from genas.search.objective import resolve_device
 from genas.spaces import TrialContext, get_space
 from genas.spaces.dggan.space import images_on
-from genas.spaces.san.losses import diversity, sliced_wasserstein, unpaired_mse
+from genas.spaces.san.losses import (diversity, latent_gradient_penalty, latent_wasserstein, paired_latent_mse,
+                                     sliced_wasserstein, unpaired_mse)
 from genas.spaces.san.networks import make_arch
 from genas.spaces.san.train import Nets
 
-CONFIG = {"lr": 1e-3, "weight_decay": 1e-5, "lam": 0.5, "mse_weight": 0.1, "width": 32, "latent": 64,
-          "attention": True, "rpa": True, "rpa_ratio": 0.5, "ado": True, "ado_threshold": 0.1}
+CONFIG = {"lr": 1e-3, "weight_decay": 1e-5, "lam": 0.5, "mse_weight": 0.1, "latent_mse_weight": 1.0,
+          "gp_weight": 10.0, "width": 32, "latent": 64, "attention": True, "rpa": True, "rpa_ratio": 0.5,
+          "ado": True, "ado_threshold": 0.1, "reading": "adversarial"}
 
 
 def plain_loop(arch: dict, images: torch.Tensor, device: torch.device, config: dict, batch: int,
@@ -44,18 +48,29 @@ def plain_loop(arch: dict, images: torch.Tensor, device: torch.device, config: d
     opt_g = torch.optim.Adam(G.parameters(), lr=config["lr"], betas=(0.5, 0.99), weight_decay=config["weight_decay"])
     opt_r = torch.optim.Adam(R.parameters(), lr=config["lr"], betas=(0.5, 0.99), weight_decay=config["weight_decay"])
     pairs = [(g.conv.weight, r.conv.weight) for gs, rs in zip(G.stages, R.stages) for g, r in zip(gs.blocks, rs.blocks)]
-    lam, w = config["lam"], config["mse_weight"]
+    lam, w, wz, gp = config["lam"], config["mse_weight"], config["latent_mse_weight"], config["gp_weight"]
     seen, start = 0, time.perf_counter()
     while seen < n_images:
         real = images[torch.randint(images.shape[0], (batch,), device=images.device)].to(device)
         z = torch.randn(batch, arch["latent"], device=device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             fake = G(z)
-            gd = sliced_wasserstein(R(fake), z)
-            loss = gd + w * unpaired_mse(fake, real) + sliced_wasserstein(R(real), z)
+            fake_latent = R(fake)
+            shared = wz * paired_latent_mse(fake_latent, z)
+            if config["reading"] == "cooperative":
+                loss = (sliced_wasserstein(fake_latent, z) + w * unpaired_mse(fake, real)
+                        + sliced_wasserstein(R(real), z) + shared)
+            else:
+                distance = latent_wasserstein(R(real), fake_latent)
+                loss_g = distance + w * unpaired_mse(fake, real) + shared
+                loss_r = -distance + gp * latent_gradient_penalty(R, real, fake) + shared
         opt_g.zero_grad(set_to_none=True)
         opt_r.zero_grad(set_to_none=True)
-        loss.backward()
+        if config["reading"] == "cooperative":
+            loss.backward()
+        else:
+            loss_g.backward(inputs=list(G.parameters()), retain_graph=True)
+            loss_r.backward(inputs=list(R.parameters()))
         opt_g.step()
         opt_r.step()
         with torch.no_grad():
@@ -80,7 +95,7 @@ def throughput(args, space, data, device) -> None:
     n_images = args.images or b["images_per_trial"]
     b["images_per_trial"] = n_images
     space.budgets = {**space.budgets, args.budget: b}  # instance-level override for --images
-    config = {**CONFIG, "width": max(b["widths"]), "latent": max(b["latents"])}
+    config = {**CONFIG, "width": max(b["widths"]), "latent": max(b["latents"]), "reading": args.reading}
     ctx = TrialContext(dataset=data, budget=args.budget, device=device, seed=0, reporter=lambda s, m: None)
     arch = make_arch(data.resolution, data.channels, config["latent"], config["width"], attention=True, rpa=True,
                      rpa_ratio=0.5, ado=True, ado_threshold=0.1)
@@ -96,8 +111,8 @@ def throughput(args, space, data, device) -> None:
         plain_ips = plain_loop(arch, images, device, config, b["batch_size"], n_images)
         rows.append((trial_ips, plain_ips))
     trial_ips, plain_ips = max(r[0] for r in rows), max(r[1] for r in rows)  # best of the repeats, each side
-    print(f"arch: {len(arch['channels'])} modules {arch['channels']}, latent {arch['latent']}, batch "
-          f"{b['batch_size']}, {n_images} images, best of {args.repeats}")
+    print(f"{args.reading} reading; arch: {len(arch['channels'])} modules {arch['channels']}, "
+          f"latent {arch['latent']}, batch {b['batch_size']}, {n_images} images, best of {args.repeats}")
     print("| machine | budget | dataset | san trial img/s | plain loop img/s | ratio |")
     print("|---|---|---|---|---|---|")
     print(f"| {machine(device)} | {args.budget} | {args.dataset} {data.resolution}x{data.resolution} | "
@@ -116,7 +131,8 @@ def mse_study(args, space, data, device) -> None:
                                                     generator=torch.Generator().manual_seed(0))[:256]])
     print(f"{args.dataset}, budget {args.budget}, {b['images_per_trial']} images a run, {machine(device)}; "
           f"real diversity {real_div:.3f}")
-    print("| mse_weight | seed | swd | diversity | loss_gd | loss_gi | loss_rx | seconds |")
+    distance = "loss_w" if args.reading == "adversarial" else "loss_gd"
+    print(f"| mse_weight | seed | swd | diversity | {distance} | loss_gi | loss_latent | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for w in args.weights:
         for seed in range(args.seeds):
@@ -124,13 +140,13 @@ def mse_study(args, space, data, device) -> None:
             ctx = TrialContext(dataset=data, budget=args.budget, device=device, seed=seed,
                                reporter=lambda s, m: reports.append(m))
             start = time.perf_counter()
-            gen = space.train({**CONFIG, "mse_weight": w, "width": max(b["widths"]), "latent": max(b["latents"])},
-                              ctx)
+            gen = space.train({**CONFIG, "mse_weight": w, "width": max(b["widths"]), "latent": max(b["latents"]),
+                               "reading": args.reading}, ctx)
             seconds = time.perf_counter() - start
             swd = evaluate(gen.sample(n, seed=seed), data, ["swd"], device=device, n_real=n, seed=0)["swd"]
             last = reports[-1]
-            print(f"| {w:g} | {seed} | {swd:.3f} | {last['diversity']:.3f} | {last['loss_gd']:.3f} | "
-                  f"{last['loss_gi']:.3f} | {last['loss_rx']:.3f} | {seconds:.0f} |", flush=True)
+            print(f"| {w:g} | {seed} | {swd:.3f} | {last['diversity']:.3f} | {last[distance]:.3f} | "
+                  f"{last['loss_gi']:.3f} | {last['loss_latent']:.3f} | {seconds:.0f} |", flush=True)
 
 
 def main() -> None:
@@ -141,6 +157,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=None, help="images per timed run (default: the budget's)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--reading", default="adversarial", choices=("adversarial", "cooperative"))
     p.add_argument("--mse-study", action="store_true")
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 1.0])
     p.add_argument("--seeds", type=int, default=1)

@@ -12,9 +12,10 @@ from genas.errors import GenasError
 from genas.spaces import TrialContext, generator_from_state, get_space
 from genas.spaces.san.attention import AttentionDropout, ChannelAttention, RegionPixelAttention
 from genas.spaces.san.generator import SANGenerator
-from genas.spaces.san.losses import diversity, sliced_wasserstein
+from genas.spaces.san.losses import (diversity, latent_gradient_penalty, latent_wasserstein, paired_latent_mse,
+                                     sliced_wasserstein)
 from genas.spaces.san.networks import GNet, RNet, make_arch, modules_for, share_kernels
-from genas.spaces.san.train import Hyper, Nets, losses, optimise
+from genas.spaces.san.train import Hyper, Nets, losses, optimise, totals
 
 NO_AUTOCAST = torch.autocast("cuda", enabled=False)
 
@@ -96,15 +97,17 @@ def test_each_network_gets_exactly_its_own_losss_gradient():
     torch.manual_seed(0)
     nets = Nets(arch(8))
     real, z = torch.rand(8, 1, 8, 8) * 2 - 1, torch.randn(8, 16)
-    hp = Hyper(lr=1.0, weight_decay=0.0, lam=0.5, mse_weight=0.7, batch_size=8, ema_half_life=100)
+    hp = Hyper(lr=1.0, weight_decay=0.0, lam=0.5, mse_weight=0.7, batch_size=8, ema_half_life=100,
+               reading="cooperative", latent_mse_weight=0.4)
     G, R = nets.G, nets.R
 
     torch.manual_seed(1)
-    l = losses(G, R, real, z)  # G's loss alone: L_GD + w L_GI, differentiated w.r.t. G only
-    g_grads = torch.autograd.grad(l["loss_gd"] + hp.mse_weight * l["loss_gi"], list(G.parameters()))
+    l = losses(G, R, real, z)  # G's loss alone: L_GD + w L_GI + w_z L_Z, differentiated w.r.t. G only
+    g_grads = torch.autograd.grad(l["loss_gd"] + hp.mse_weight * l["loss_gi"] + 0.4 * l["loss_latent"],
+                                  list(G.parameters()))
     torch.manual_seed(1)
-    l = losses(G, R, real, z)  # R's loss alone: L_RZ + L_RX, differentiated w.r.t. R only
-    r_grads = torch.autograd.grad(l["loss_rz"] + l["loss_rx"], list(R.parameters()))
+    l = losses(G, R, real, z)  # R's loss alone: L_RZ + L_RX + w_z L_Z, differentiated w.r.t. R only
+    r_grads = torch.autograd.grad(l["loss_rz"] + l["loss_rx"] + 0.4 * l["loss_latent"], list(R.parameters()))
 
     before_g = [p.detach().clone() for p in G.parameters()]
     before_r = [p.detach().clone() for p in R.parameters()]
@@ -120,6 +123,87 @@ def test_each_network_gets_exactly_its_own_losss_gradient():
     l = losses(G, R, real, z)
     gi = torch.autograd.grad(l["loss_gi"], G.to_image.weight)[0]
     assert gi.abs().sum() > 0
+
+
+def grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    return [torch.zeros_like(p) if g is None else g
+            for p, g in zip(params, torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))]
+
+
+def test_adversarial_step_g_descends_and_r_ascends_the_latent_wasserstein_with_gp_on_r():
+    torch.manual_seed(0)
+    nets = Nets(arch(8))
+    G, R = nets.G, nets.R
+    g_params, r_params = list(G.parameters()), list(R.parameters())
+    real, z = torch.rand(8, 1, 8, 8) * 2 - 1, torch.randn(8, 16)
+    hp = Hyper(lr=1.0, weight_decay=0.0, lam=0.5, mse_weight=0.3, batch_size=8, ema_half_life=100,
+               reading="adversarial", latent_mse_weight=0.5, gp_weight=10.0)
+
+    torch.manual_seed(1)
+    l = losses(G, R, real, z, "adversarial")
+    w_g, w_r = grads(l["loss_w"], g_params), grads(l["loss_w"], r_params)
+    gp_g, gp_r = grads(l["loss_gp"], g_params), grads(l["loss_gp"], r_params)
+    rest_g = grads(0.3 * l["loss_gi"] + 0.5 * l["loss_latent"], g_params)
+    rest_r = grads(0.5 * l["loss_latent"], r_params)
+    assert l["loss_w"].item() != 0 and l["loss_gp"].item() > 0
+    assert all(g.abs().sum() == 0 for g in gp_g)  # the penalty is R's alone ...
+    assert sum(g.abs().sum() for g in gp_r) > 0  # ... and a gradient flows into R's parameters from it
+    assert sum(g.abs().sum() for g in w_g) > 0 and sum(g.abs().sum() for g in w_r) > 0
+    # the two totals carry the fake term (W) with opposite signs
+    loss_g, loss_r = totals(l, hp)
+    assert torch.allclose(loss_g + loss_r, 10.0 * l["loss_gp"] + 0.3 * l["loss_gi"] + 2 * 0.5 * l["loss_latent"])
+
+    before_g = [p.detach().clone() for p in g_params]
+    before_r = [p.detach().clone() for p in r_params]
+    sgd_g, sgd_r = torch.optim.SGD(g_params, lr=1.0), torch.optim.SGD(r_params, lr=1.0)
+    torch.manual_seed(1)
+    optimise(nets, sgd_g, sgd_r, real, z, hp, NO_AUTOCAST)
+    for p, old, w, rest in zip(g_params, before_g, w_g, rest_g):  # G: down W
+        assert torch.allclose(old - p.detach(), w + rest, atol=1e-6, rtol=1e-4)
+    for p, old, w, gp, rest in zip(r_params, before_r, w_r, gp_r, rest_r):  # R: up W, down GP
+        assert torch.allclose(old - p.detach(), -w + 10.0 * gp + rest, atol=1e-6, rtol=1e-4)
+
+
+def test_latent_wasserstein_reads_the_latents_along_the_unit_diagonal():
+    torch.manual_seed(0)
+    z = torch.randn(256, 8)
+    assert latent_wasserstein(z, z[torch.randperm(256)]).item() == pytest.approx(0.0, abs=1e-6)
+    shift = torch.tensor([2.0, 0, 0, 0, 0, 0, -1.0, 0])  # moves the reals' scores by sum(shift) / sqrt(8)
+    assert latent_wasserstein(z + shift, z).item() == pytest.approx(1.0 / 8 ** 0.5, rel=1e-5)
+    assert latent_wasserstein(z, z + shift).item() == pytest.approx(-1.0 / 8 ** 0.5, rel=1e-5)
+
+
+class Linear(torch.nn.Module):
+    """x [B, 1, 8, 8] -> x.flatten(1) @ matrix.T, or z -> image with the transpose."""
+
+    def __init__(self, matrix: torch.Tensor, to_image: bool = False) -> None:
+        super().__init__()
+        self.matrix, self.to_image = torch.nn.Parameter(matrix), to_image
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.to_image:
+            return (x @ self.matrix).reshape(-1, 1, 8, 8)
+        return x.flatten(1) @ self.matrix.T
+
+
+def test_gradient_penalty_is_zero_for_a_1_lipschitz_critic_and_positive_otherwise():
+    torch.manual_seed(0)
+    q = torch.linalg.qr(torch.randn(64, 16)).Q.T  # [16, 64], orthonormal rows: |grad_x u.Qx| = |Q^T u| = |u| = 1
+    real, fake = torch.rand(8, 1, 8, 8), torch.rand(8, 1, 8, 8)
+    assert latent_gradient_penalty(Linear(q), real, fake).item() == pytest.approx(0.0, abs=1e-10)
+    assert latent_gradient_penalty(Linear(2 * q), real, fake).item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_paired_latent_mse_is_zero_when_r_inverts_g_exactly():
+    torch.manual_seed(0)
+    q = torch.linalg.qr(torch.randn(64, 16)).Q.T  # G(z) = z Q (as an 8x8 image), R(x) = Q x: R(G(z)) = z
+    G, R = Linear(q, to_image=True), Linear(q)
+    z, real = torch.randn(32, 16), torch.rand(32, 1, 8, 8)
+    for reading in ("adversarial", "cooperative"):
+        assert losses(G, R, real, z, reading)["loss_latent"].item() == pytest.approx(0.0, abs=1e-10)
+    assert paired_latent_mse(R(G(z)), z[torch.randperm(32)]).item() > 0.5  # pairs matter: shuffled z is far
+    off = Linear(q + 0.1 * torch.randn_like(q))
+    assert losses(G, off, real, z, "cooperative")["loss_latent"].item() > 1e-3
 
 
 def test_shared_kernels_are_the_lambda_average_of_the_two_post_step_copies():
@@ -148,21 +232,25 @@ def tiny_context(reports: list, attrs: dict, saved: list, resolution: int = 8) -
                         quick_evaluator=lambda g: {"swd_quick": float(g.sample(16, seed=0).float().mean())})
 
 
-@pytest.mark.parametrize("mse_weight", [0.0, 1.0])
-def test_tiny_trial_trains_reports_and_round_trips(mse_weight):
+@pytest.mark.parametrize("reading, mse_weight", [("adversarial", 0.0), ("cooperative", 1.0)])
+def test_tiny_trial_trains_reports_and_round_trips(reading, mse_weight):
     space = get_space("san")
     study = optuna.create_study()
-    study.enqueue_trial({"lr": 1e-3, "weight_decay": 1e-5, "lam": 0.5, "mse_weight": mse_weight, "width": 8,
-                         "latent": 16, "attention": True, "rpa": True, "ado": True, "rpa_ratio": 0.5,
-                         "ado_threshold": 0.1})
+    study.enqueue_trial({"lr": 1e-3, "weight_decay": 1e-5, "lam": 0.5, "mse_weight": mse_weight,
+                         "latent_mse_weight": 1.0, "gp_weight": 10.0, "width": 8, "latent": 16, "attention": True,
+                         "rpa": True, "ado": True, "rpa_ratio": 0.5, "ado_threshold": 0.1})
     reports, attrs, saved = [], {}, []
     ctx = tiny_context(reports, attrs, saved, resolution=16)
+    ctx.options = {"reading": reading}
     config = space.suggest(study.ask(), ctx)
-    assert config["mse_weight"] == mse_weight
+    assert config["mse_weight"] == mse_weight and config["reading"] == reading
+    assert config["gp_weight"] == (10.0 if reading == "adversarial" else 0.0)
     gen = space.train(config, ctx)
     assert len(reports) == space.budget("tiny")["reports"]
     assert all(math.isfinite(v) for _, m in reports for v in m.values())
-    assert {"loss_gd", "loss_gi", "loss_rx", "loss_g", "loss_r", "diversity", "swd_quick"} <= set(reports[-1][1])
+    terms = {"adversarial": {"loss_w", "loss_gp"}, "cooperative": {"loss_gd", "loss_rx"}}[reading]
+    assert terms | {"loss_gi", "loss_latent", "loss_g", "loss_r", "diversity", "swd_quick"} <= set(reports[-1][1])
+    assert attrs["reading"] == reading
     assert attrs["arch"]["channels"] == [8, 8, 8] and attrs["shared_kernels"] == 9
     assert attrs["diversity"] == reports[-1][1]["diversity"] and attrs["diversity_real"] > 0
     # the saved training state: G's and R's copies of every shared kernel are identical

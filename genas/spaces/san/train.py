@@ -1,20 +1,29 @@
 """SAN training: G and R each step on their own loss, then their shared kernels are averaged.
 
-One iteration, with a batch X of real images and z ~ N(0, I):
+One iteration, with a batch X of real images and z ~ N(0, I) (the source's steps 1-4):
 
 1. forward: ``G(z)``, ``R(G(z))``, ``R(X)``;
-2. losses: ``L_GD = L_RZ = W(R(G(z)), z)``, ``L_GI = MSE(G(z), X)``, ``L_RX = W(R(X), z)``;
-3. one backward of ``L_GD + w * L_GI + L_RX``. Because G and R hold *separate copies* of the
-   shared kernels, this gives each network exactly its own loss's gradient: L_RX does not depend
-   on G's parameters and L_GI not on R's, so G receives d(L_GD + w L_GI) and R receives
-   d(L_RZ + L_RX) (L_RZ is L_GD). Two backwards would compute the same numbers at twice the cost;
-   tests check the equality against the two separate backwards;
+2. the losses of the trial's reading (see losses.py), each network's total:
+
+   - ``cooperative``: G minimises ``L_GD + w_i L_GI + w_z L_Z``, R minimises ``L_RZ + L_RX + w_z L_Z``
+     with ``L_GD = L_RZ = SW(R(G(z)), z)``, ``L_RX = SW(R(X), z)``;
+   - ``adversarial``: G minimises ``W + w_i L_GI + w_z L_Z``, R minimises ``-W + w_gp GP + w_z L_Z``
+     with ``W = E[u . R(X)] - E[u . R(G(z))]`` (R's latent read along the unit diagonal u) and GP
+     the gradient penalty on R;
+
+   where ``L_GI = MSE(G(z), X)`` (unpaired) and ``L_Z = MSE(R(G(z)), z)`` (paired);
+3. each network's gradient of its own total only. In the cooperative reading one backward of
+   ``L_GD + w_i L_GI + L_RX + w_z L_Z`` gives exactly that (G and R hold *separate copies* of the
+   shared kernels, L_RX does not depend on G and L_GI not on R; tests check it against separate
+   backwards). In the adversarial reading W enters the two totals with opposite signs, so each
+   total is differentiated with respect to its own network's parameters (``backward(inputs=...)``)
+   from the same forward: the simultaneous update the source describes;
 4. an Adam step (L2 regularisation as Adam's coupled ``weight_decay``) for each network;
 5. :func:`share_kernels`: both copies of every shared kernel := ``lam * W_G + (1 - lam) * W_R``;
 6. the EMA generator (what is sampled from) follows G with a half-life in images.
 
 Images are counted as real images shown to R. On CUDA: bf16 autocast and channels_last; the
-sliced Wasserstein sorts in float32.
+sliced distances sort in float32.
 """
 from __future__ import annotations
 
@@ -25,15 +34,24 @@ from typing import Callable
 
 import torch
 
-from genas.errors import TrainingDiverged
+from genas.errors import GenasError, TrainingDiverged
 from genas.spaces.base import Generator, TrialContext
 from genas.spaces.gan import EMA, autocast, optimizer, real_batch
 from genas.spaces.progress import Progress
-from genas.spaces.san.losses import diversity, sliced_wasserstein, unpaired_mse
+from genas.spaces.san.losses import (diversity, latent_gradient_penalty, latent_wasserstein, paired_latent_mse,
+                                     sliced_wasserstein, unpaired_mse)
 from genas.spaces.san.networks import GNet, RNet, init_shared, share_kernels, shared_pairs
 
-LOSS_NAMES = ("loss_gd", "loss_gi", "loss_rx")
+READINGS = ("adversarial", "cooperative")
+LOSS_NAMES = {"cooperative": ("loss_gd", "loss_gi", "loss_rx", "loss_latent"),
+              "adversarial": ("loss_w", "loss_gi", "loss_latent", "loss_gp")}
 DIVERSITY_SAMPLES = 64
+
+
+def check_reading(reading: str) -> str:
+    if reading not in READINGS:
+        raise GenasError(f"unknown san reading {reading!r}; use one of {', '.join(READINGS)}")
+    return reading
 
 
 @dataclass
@@ -41,9 +59,16 @@ class Hyper:
     lr: float
     weight_decay: float
     lam: float
-    mse_weight: float
+    mse_weight: float  # the unpaired image MSE, L_GI
     batch_size: int
     ema_half_life: float
+    reading: str = "adversarial"
+    latent_mse_weight: float = 1.0  # the paired latent MSE, L_Z
+    gp_weight: float = 10.0  # adversarial only
+    betas: tuple[float, float] = (0.5, 0.99)
+
+    def __post_init__(self) -> None:
+        check_reading(self.reading)
 
 
 class Nets:
@@ -70,31 +95,50 @@ class Nets:
                 for name in ("G", "R", "G_ema") for k, v in getattr(self, name).state_dict().items()}
 
 
-def losses(G: GNet, R: RNet, real: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The source's four losses (L_RZ is the same tensor as L_GD)."""
+def losses(G: GNet, R: RNet, real: torch.Tensor, z: torch.Tensor, reading: str = "cooperative",
+           gp: bool = True) -> dict[str, torch.Tensor]:
+    """The terms of ``reading`` (cooperative: L_RZ is the same tensor as L_GD); ``gp``: compute the penalty."""
     fake = G(z)
-    gd = sliced_wasserstein(R(fake), z)
-    return {"loss_gd": gd, "loss_gi": unpaired_mse(fake, real), "loss_rz": gd,
-            "loss_rx": sliced_wasserstein(R(real), z)}
+    fake_latent = R(fake)
+    terms = {"loss_gi": unpaired_mse(fake, real), "loss_latent": paired_latent_mse(fake_latent, z)}
+    if check_reading(reading) == "cooperative":
+        gd = sliced_wasserstein(fake_latent, z)
+        return {**terms, "loss_gd": gd, "loss_rz": gd, "loss_rx": sliced_wasserstein(R(real), z)}
+    terms["loss_w"] = latent_wasserstein(R(real), fake_latent)
+    terms["loss_gp"] = latent_gradient_penalty(R, real, fake) if gp else torch.zeros((), device=real.device)
+    return terms
+
+
+def totals(l: dict[str, torch.Tensor], hp: Hyper) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G's loss, R's loss) from the terms of :func:`losses`."""
+    shared = hp.latent_mse_weight * l["loss_latent"]
+    if hp.reading == "cooperative":
+        return l["loss_gd"] + hp.mse_weight * l["loss_gi"] + shared, l["loss_rz"] + l["loss_rx"] + shared
+    return (l["loss_w"] + hp.mse_weight * l["loss_gi"] + shared,
+            -l["loss_w"] + hp.gp_weight * l["loss_gp"] + shared)
 
 
 def optimise(nets: Nets, opt_g: torch.optim.Optimizer, opt_r: torch.optim.Optimizer, real: torch.Tensor,
              z: torch.Tensor, hp: Hyper, amp: torch.autocast) -> torch.Tensor:
-    """Steps 1-4: each network's own gradient and its own optimiser step; returns [gd, gi, rx]."""
+    """Steps 1-4: each network's own gradient and its own optimiser step; returns the reading's terms."""
     with amp:
-        l = losses(nets.G, nets.R, real, z)
-        total = l["loss_gd"] + hp.mse_weight * l["loss_gi"] + l["loss_rx"]
+        l = losses(nets.G, nets.R, real, z, hp.reading, gp=hp.gp_weight > 0)
+        loss_g, loss_r = totals(l, hp)
     opt_g.zero_grad(set_to_none=True)
     opt_r.zero_grad(set_to_none=True)
-    total.backward()
+    if hp.reading == "cooperative":
+        (loss_g + l["loss_rx"]).backward()  # L_GD + w_i L_GI + w_z L_Z + L_RX: see step 3
+    else:
+        loss_g.backward(inputs=list(nets.G.parameters()), retain_graph=True)
+        loss_r.backward(inputs=list(nets.R.parameters()))
     opt_g.step()
     opt_r.step()
-    return torch.stack([l[k].detach() for k in LOSS_NAMES])
+    return torch.stack([l[k].detach() for k in LOSS_NAMES[hp.reading]] + [loss_g.detach(), loss_r.detach()])
 
 
 def make_optimisers(nets: Nets, hp: Hyper) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     def adam(net: torch.nn.Module) -> torch.optim.Optimizer:
-        return optimizer(net.parameters(), hp.lr, (0.5, 0.99), weight_decay=hp.weight_decay)
+        return optimizer(net.parameters(), hp.lr, hp.betas, weight_decay=hp.weight_decay)
     return adam(nets.G), adam(nets.R)
 
 
@@ -107,8 +151,9 @@ def train(nets: Nets, images: torch.Tensor, hp: Hyper, n_images: int, ctx: Trial
     ema = EMA(nets.G, hp.ema_half_life, target=nets.G_ema)
     amp = autocast(device)
     b, latent = hp.batch_size, nets.arch["latent"]
+    names = LOSS_NAMES[hp.reading] + ("loss_g", "loss_r")
     probe = torch.randn(DIVERSITY_SAMPLES, latent, generator=torch.Generator().manual_seed(ctx.seed)).to(device)
-    seen, sums, count, spread = 0, torch.zeros(len(LOSS_NAMES), device=device), 0, float("nan")
+    seen, sums, count, spread = 0, torch.zeros(len(names), device=device), 0, float("nan")
 
     def check(means: dict[str, float]) -> None:
         if not all(math.isfinite(v) for v in means.values()):
@@ -124,14 +169,12 @@ def train(nets: Nets, images: torch.Tensor, hp: Hyper, n_images: int, ctx: Trial
         count += 1
         report = progress.step(b)
         if report or count % 16 == 0 or seen >= n_images:
-            means = dict(zip(LOSS_NAMES, (sums / count).tolist()))
+            means = dict(zip(names, (sums / count).tolist()))
             check(means)
             if report:
                 with torch.no_grad(), amp:
                     spread = diversity(nets.G_ema(probe))
-                ctx.report(progress.done, {**means, "loss_g": means["loss_gd"] + hp.mse_weight * means["loss_gi"],
-                                           "loss_r": means["loss_gd"] + means["loss_rx"],  # L_RZ is L_GD
-                                           "diversity": spread, **ctx.quick_eval(wrap(nets))})
+                ctx.report(progress.done, {**means, "diversity": spread, **ctx.quick_eval(wrap(nets))})
                 sums.zero_()
                 count = 0
     if not math.isfinite(spread):
