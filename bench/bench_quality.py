@@ -178,13 +178,14 @@ def main() -> None:
 
 
 def render(rows: list[dict]) -> str:
-    metrics = [k.removeprefix("champion_") for k in rows[0] if k.startswith("champion_") and k != "champion_images"]
+    metrics = list(dict.fromkeys(k.removeprefix("champion_") for r in rows for k in r
+                                 if k.startswith("champion_") and k != "champion_images"))
     head = ["dataset", "seed", "space", *(f"{m} champion" for m in metrics), *(f"{m} dcgan" for m in metrics),
             "images (champion / dcgan)", "search images", "trials", "wall min", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["dataset"], str(r["seed"]), r["space"],
-                 *(f"{r[f'champion_{m}']:.1f}" for m in metrics),
+                 *(f"{r[f'champion_{m}']:.1f}" if f"champion_{m}" in r else "-" for m in metrics),
                  *(f"{r[f'baseline_{m}']:.1f}" if f"baseline_{m}" in r else "-" for m in metrics),
                  f"{r['champion_images'] or 0:,} / {r.get('baseline_images') or 0:,}", f"{r['search_images']:,}",
                  f"{r['complete']}/{r['trials']}", f"{r['wall_seconds'] / 60:.1f}", f"{r.get('load_15min', '-')}"]
@@ -193,7 +194,9 @@ def render(rows: list[dict]) -> str:
     for key in sorted({(r["dataset"], r["space"]) for r in rows}):
         group = [r for r in rows if (r["dataset"], r["space"]) == key]
         for m in metrics:
-            mine = [r[f"champion_{m}"] for r in group]
+            mine = [r[f"champion_{m}"] for r in group if f"champion_{m}" in r]
+            if not mine:
+                continue
             ref = [r[f"baseline_{m}"] for r in group if f"baseline_{m}" in r]
             spread = (lambda v: f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")
             summary.append(f"- {key[0]} {key[1]} {m}: champion {statistics.mean(mine):.1f}{spread(mine)}"

@@ -1,6 +1,7 @@
 """A trial that raises is FAIL with its reason in Optuna and MLflow; the study goes on."""
 import mlflow
 import optuna
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -122,3 +123,17 @@ def test_unwritable_artifacts_and_a_full_disk_fail_the_trial_only(genas_home, mo
     assert "steady" in trials[2].user_attrs["fail_reason"]  # names the path it could not write
     assert trials[0].values == first.values and trials[0].user_attrs == first.user_attrs
     assert promote(study).version == champion.version  # the registry still points at trial 0
+
+
+def test_a_trial_ended_by_another_worker_is_recognised_and_not_fatal():
+    """Optuna's refusal to tell a trial another worker already failed (a false stale verdict on an
+    overloaded machine) is recognised by the worker, which drops that result and goes on."""
+    from genas.search.worker import _ended_elsewhere
+
+    study = optuna.create_study()
+    trial = study.ask()
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # what the other worker did
+    with pytest.raises(Exception) as refused:
+        study.tell(trial, 1.0)
+    assert _ended_elsewhere(refused.value)
+    assert not _ended_elsewhere(ValueError("some other problem"))

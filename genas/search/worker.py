@@ -98,6 +98,13 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
                     retry_interrupted(study, objective.current_trial)
                 raise
             except Exception as exc:  # noqa: BLE001 - filtered just below
+                if _ended_elsewhere(exc):
+                    # another worker took this trial for dead (its heartbeats came late: an overloaded
+                    # machine) and failed it, so its slot runs again; this worker goes on
+                    log.warning("the trial this worker ran was ended by another worker meanwhile (%s); "
+                                "its result is dropped", first_line(exc, 200))
+                    objective.last_trial = None
+                    continue
                 if not _storage_trouble(exc):
                     raise
                 if outage_since is None or done[0] > done_at_outage:  # a new outage, not the same one
@@ -113,6 +120,12 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
                 time.sleep(2.0)
                 continue
     return study
+
+
+def _ended_elsewhere(exc: BaseException) -> bool:
+    """Optuna's refusal to tell a trial that is already finished (FAIL, by another worker)."""
+    return isinstance(exc, optuna.exceptions.UpdateFinishedTrialError) or \
+        (isinstance(exc, ValueError) and str(exc).startswith("Cannot tell a ") and str(exc).endswith(" trial."))
 
 
 def settle(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, error: str) -> None:
