@@ -149,9 +149,9 @@ def log_study_report(study: optuna.Study, spec: StudySpec, parts: ReportParts | 
             run.tags({"genas.champion_trial": str(parts.champion)})
         counts = {s.name.lower(): sum(t.state == s for t in parts.trials) for s in TrialState}
         run.metrics({f"trials_{k}": v for k, v in counts.items() if v}, step=len(parts.trials))
-        if parts.ranked:
-            run.metrics({f"best_{o}": v for o, v in zip(spec.objectives, parts.ranked[0].values)},
-                        step=len(parts.trials))
+        if parts.ranked:  # the champion's values (a grown family's best may be below full resolution)
+            best = next((t for t in parts.ranked if t.number == parts.champion), parts.ranked[0])
+            run.metrics({f"best_{o}": v for o, v in zip(spec.objectives, best.values)}, step=len(parts.trials))
         if parts.baseline:  # the no-search reference beside the best, in the MLflow UI
             run.metrics({f"baseline_{o}": v for o, v in parts.baseline["values"].items()}, step=len(parts.trials))
             run.tags({"genas.baseline_study": parts.baseline["study"],
