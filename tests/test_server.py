@@ -26,7 +26,7 @@ def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path
                               "--dataset", "digits", "--storage", storage], env=env, capture_output=True,
                              text=True, timeout=600, cwd=tmp_path)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-        client = MlflowClient(uri)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not a registry an earlier test set
         study = optuna.load_study(study_name="dggan-digits", storage=storage)
         children = [t for t in study.trials if t.user_attrs.get("parent") is not None]
         assert children and all(t.state == TrialState.COMPLETE for t in children)
