@@ -115,6 +115,8 @@ def test_three_workers_on_postgresql(env, genas_home):
         assert_accounted_for(study, genas_home)
 
 
+# ask() outside optimize() on a storage with heartbeats, on purpose: the claim is what is tested
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize:UserWarning")
 def test_workers_released_together_never_take_the_same_slot(genas_home):
     """Eight claims on PostgreSQL, each through its own storage connection, released by one barrier."""
     with database() as url:
