@@ -11,7 +11,7 @@ from genas.data import Dataset
 from genas.errors import GenasError
 from genas.spaces import TrialContext, generator_from_state, get_space
 from genas.spaces.gan.grown import resolution_of
-from genas.spaces.progan.train import ProGANGenerator, schedule, width_at
+from genas.spaces.progan.train import ProGANGenerator, ema_half_life_in, schedule, width_at
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,6 +23,16 @@ def test_schedule_reaches_the_dataset_resolution():
     with pytest.raises(GenasError):
         schedule(24)
     assert [width_at(r, 64) for r in (4, 8, 16, 32, 64, 1024)] == [64, 64, 64, 32, 16, 8]
+
+
+def test_the_ema_half_life_is_at_most_a_tenth_of_a_phase():
+    assert ema_half_life_in(5_000, 2_000) == 500  # small at 32x32: four 5,000-image phases
+    assert ema_half_life_in(1_500_000, 10_000) == 10_000  # full: the budget's half-life
+    space = get_space("progan")
+    for name in ("small", "full"):
+        b = space.budget(name)
+        per_phase = b["images_per_trial"] // len(schedule(32))
+        assert ema_half_life_in(per_phase, b["ema_half_life"]) <= per_phase / 10
 
 
 def test_a_trial_trains_on_a_dggan_lineage_of_images():
