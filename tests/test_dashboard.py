@@ -1,7 +1,9 @@
 """optuna-dashboard (the `dashboard` extra) opens a genas study storage and serves its trials."""
 import json
 import shutil
+import sys
 import urllib.request
+from pathlib import Path
 
 import optuna
 from servers import free_port, running
@@ -11,7 +13,8 @@ STUDY = "dggan-mnist5k"
 
 def test_optuna_dashboard_serves_a_genas_study(tiny_study):
     home, _ = tiny_study
-    exe = shutil.which("optuna-dashboard")
+    # next to the interpreter first: the venv need not be activated (on PATH) to run the tests
+    exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)) or shutil.which("optuna-dashboard")
     assert exe, "optuna-dashboard is in the test extra: pip install -e '.[test]'"
     storage = f"sqlite:///{home / 'optuna.db'}"
     port = free_port()
