@@ -25,14 +25,20 @@ def test_schedule_reaches_the_dataset_resolution():
     assert [width_at(r, 64) for r in (4, 8, 16, 32, 64, 1024)] == [64, 64, 64, 32, 16, 8]
 
 
-def test_the_ema_half_life_is_at_most_a_tenth_of_a_phase():
+def test_the_ema_half_life_is_at_most_a_tenth_of_a_phase(monkeypatch):
     assert ema_half_life_in(5_000, 2_000) == 500  # small at 32x32: four 5,000-image phases
     assert ema_half_life_in(1_500_000, 10_000) == 10_000  # full: the budget's half-life
+    # and a trial trains with it: tiny on 16x16 is three phases of 341 images, the budget's 100 capped
+    import genas.spaces.progan.train as progan_train
+
+    half_lives = []
+    ema = progan_train.EMA
+    monkeypatch.setattr(progan_train, "EMA", lambda G, half_life, **kw: half_lives.append(half_life) or ema(G, half_life, **kw))
     space = get_space("progan")
-    for name in ("small", "full"):
-        b = space.budget(name)
-        per_phase = b["images_per_trial"] // len(schedule(32))
-        assert ema_half_life_in(per_phase, b["ema_half_life"]) <= per_phase / 10
+    data = Dataset("random", "random16", torch.rand(64, 1, 16, 16) * 2 - 1)
+    ctx = TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0, options=space.resolve_options({}))
+    space.train({"lr": 1e-3, "width": 8, "latent": 16, "r1_gamma": 1.0}, ctx)
+    assert half_lives == [pytest.approx(34.1)] * 3
 
 
 def test_a_trial_trains_on_a_dggan_lineage_of_images():
