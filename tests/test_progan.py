@@ -33,10 +33,16 @@ def test_the_ema_half_life_is_at_most_a_tenth_of_a_phase(monkeypatch):
 
     half_lives = []
     ema = progan_train.EMA
-    monkeypatch.setattr(progan_train, "EMA", lambda G, half_life, **kw: half_lives.append(half_life) or ema(G, half_life, **kw))
+
+    def recording_ema(G, half_life, **kw):  # noqa: ANN001, ANN202
+        half_lives.append(half_life)
+        return ema(G, half_life, **kw)
+
+    monkeypatch.setattr(progan_train, "EMA", recording_ema)
     space = get_space("progan")
     data = Dataset("random", "random16", torch.rand(64, 1, 16, 16) * 2 - 1)
-    ctx = TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0, options=space.resolve_options({}))
+    ctx = TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0,
+                       options=space.resolve_options({}))
     space.train({"lr": 1e-3, "width": 8, "latent": 16, "r1_gamma": 1.0}, ctx)
     assert half_lives == [pytest.approx(34.1)] * 3
 
