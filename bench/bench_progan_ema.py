@@ -16,16 +16,16 @@ import torch
 
 import genas.spaces.progan.space as progan_space
 import genas.spaces.progan.train as progan_train
-from genas.data import load_dataset
+from genas.data import load_dataset, to_uint8
 from genas.evaluators import evaluate
 from genas.spaces import TrialContext, get_space
 
 
 def channel_means(images: torch.Tensor) -> list[float]:
-    """Per-channel means in 0-255 of a float image batch in [-1, 1] or a uint8 batch."""
-    if images.dtype == torch.uint8:
-        return [round(v, 1) for v in images.float().mean((0, 2, 3)).tolist()]
-    return [round(v, 1) for v in ((images.clamp(-1, 1) + 1) * 127.5).mean((0, 2, 3)).tolist()]
+    """Per-channel means in 0-255 of a uint8 batch, or of a float batch in [-1, 1] as saved."""
+    if images.dtype != torch.uint8:
+        images = to_uint8(images)
+    return [round(v, 1) for v in images.float().mean((0, 2, 3)).tolist()]
 
 
 def main() -> None:
@@ -56,8 +56,10 @@ def main() -> None:
         G = current["G"]
         z = torch.randn(500, G.latent, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            print(f"  {G(z[:1]).shape[-1]:>2}x{G(z[:1]).shape[-1]:<2} alpha {G.alpha:.2f}: G {channel_means(G(z))}  "
-                  f"EMA {channel_means(generator.net(z))}", flush=True)
+            live, averaged = G(z), generator.net(z)
+        side = live.shape[-1]
+        print(f"  {side:>2}x{side:<2} alpha {G.alpha:.2f}: G {channel_means(live)}  EMA {channel_means(averaged)}",
+              flush=True)
         return {}
 
     progan_train.train_gan = keep_g
