@@ -6,7 +6,7 @@
 Trains progan's trial 0 at ``small`` (seed 0, one torch thread) and, every 1,000 images, prints
 the channel means (0-255) of 500 samples of G and of the EMA generator from a fixed z; at the end
 the channel means and the SWD of 1,000 samples of the registered model (the EMA generator).
-``--share`` is the cap on the EMA's half-life as a share of a phase (``EMA_SHARE_OF_PHASE``).
+``--share`` is the cap on the EMA's half-life as a share of a phase (``genas.spaces.gan.ema.SHARE_OF_SPAN``).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import argparse
 
 import torch
 
+import genas.spaces.gan.ema as kit_ema
 import genas.spaces.progan.space as progan_space
 import genas.spaces.progan.train as progan_train
 from genas.data import load_dataset, to_uint8
@@ -31,7 +32,7 @@ def channel_means(images: torch.Tensor) -> list[float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="photos")
-    p.add_argument("--share", type=float, default=progan_train.EMA_SHARE_OF_PHASE)
+    p.add_argument("--share", type=float, default=kit_ema.SHARE_OF_SPAN)
     p.add_argument("--half-life", type=float, default=None, help="the budget's EMA half-life (default: small's)")
     p.add_argument("--images", type=int, default=0, help="images per trial (default: small's 20,000)")
     args = p.parse_args()
@@ -41,7 +42,7 @@ def main() -> None:
     budget["reports"] = max(1, (args.images or budget["images_per_trial"]) // 1_000)
     if args.half_life is not None:
         budget["ema_half_life"] = args.half_life
-    progan_train.EMA_SHARE_OF_PHASE = args.share
+    kit_ema.SHARE_OF_SPAN = args.share
     print(f"{args.dataset}: data means {channel_means(data.uint8())}; half-life {budget['ema_half_life']:g} "
           f"capped at {args.share:g} of a phase", flush=True)
 

@@ -259,6 +259,23 @@ def test_root_then_children_train_and_report():
         space.train(suggest(space, 0, {"action": "grow", "channels": 8, "kernel": 3}), rec.ctx(data, rec.saved))
 
 
+def test_a_child_trains_with_the_ema_half_life_capped_at_a_tenth_of_its_images(monkeypatch):
+    import genas.spaces.dggan.train as dggan_train
+
+    half_lives, ema = [], dggan_train.EMA
+
+    def recording_ema(G, half_life, **kw):  # noqa: ANN001, ANN202
+        half_lives.append(half_life)
+        return ema(G, half_life, **kw)
+
+    monkeypatch.setattr(dggan_train, "EMA", recording_ema)
+    space, data = get_space("dggan"), dataset(8)
+    s = space.settings(space.resolve_options({}), "tiny", 8)
+    space.train(suggest(space, None, {"action": "root", "channels": 8, "kernel": 3}), Recorder().ctx(data))
+    assert s["ema_half_life"] > 0.1 * space.images_at(s, 0)  # so the cap is what sets it
+    assert half_lives == [pytest.approx(0.1 * space.images_at(s, 0))]
+
+
 def test_suggest_needs_the_growth_sampler():
     space = get_space("dggan")
     trial = optuna.create_study().ask()

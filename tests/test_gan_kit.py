@@ -9,6 +9,7 @@ from genas.data import Dataset
 from genas.errors import GenasError
 from genas.spaces import TrialContext
 from genas.spaces.gan import EMA, DiffAugment, Fade, GANLoss, Recipe, train_gan
+from genas.spaces.gan.ema import half_life_within
 from genas.spaces.gan.losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from genas.spaces.progress import Progress
 
@@ -77,6 +78,12 @@ def test_ema_half_life_is_in_images_and_ramps_up():
     assert ramped.model.weight.item() == pytest.approx(0.5)
     off = EMA(src, half_life=0)
     assert off.model is src and not off.enabled
+
+
+def test_the_half_life_within_a_span_is_at_most_a_tenth_of_it():
+    assert half_life_within(5_000, 2_000) == 500  # a progan phase at small, 32x32
+    assert half_life_within(10_320, 2_000) == pytest.approx(1_032)  # dggan's last generation at small
+    assert half_life_within(1_500_000, 10_000) == 10_000  # full: the budget's half-life
 
 
 def test_ema_copies_batch_norm_statistics():

@@ -6,7 +6,8 @@
    computes exactly what its parent did; a new resolution blends the real images too).
 3. The shared loop trains G against D on the child's images, with a fresh optimiser: every
    child changes the architecture, so the parent's moment estimates would not fit it. The EMA G
-   carries the parent's average on (its ramp-up counts the lineage's images).
+   carries the parent's average on (its ramp-up counts the lineage's images), with a half-life of
+   at most a tenth of the child's images (``half_life_within``).
 4. The old paths are dropped and the full state saved, for the children of the next generation.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from genas.errors import GenasError
 from genas.spaces.base import TrialContext
 from genas.spaces.dggan.actions import apply_action
 from genas.spaces.gan import EMA, Fade, Recipe, images_on, prepare, real_at, train_gan
+from genas.spaces.gan.ema import half_life_within
 from genas.spaces.gan.grown import GrownGenerator, Nets, finalize, inherit, resolution_of, root_arch, validate_arch
 from genas.spaces.progress import Progress
 
@@ -49,7 +51,7 @@ def train(nets: Nets, recipe: Recipe, n_images: int, *, fade_share: float, ema_h
     fade = None
     if any(nets.fades.values()):
         fade = Fade(int(n_images * fade_share), nets.set_alpha, blend_real=nets.fades["g"] == "stage")
-    ema = EMA(nets.G, ema_half_life, target=nets.G_ema, rampup=0.5)
+    ema = EMA(nets.G, half_life_within(n_images, ema_half_life), target=nets.G_ema, rampup=0.5)
     images = real_at(images_on(ctx), resolution_of(nets.arch))
     train_gan(nets.G, nets.D, ema, images, recipe, n_images, ctx, Progress(ctx, n_images, reports),
               snapshot=lambda: DGGANGenerator(nets.arch, nets.G_ema), fade=fade, ema_images=lineage_images)

@@ -11,10 +11,9 @@ from __future__ import annotations
 from genas.errors import GenasError
 from genas.spaces.base import TrialContext
 from genas.spaces.gan import EMA, Fade, Recipe, images_on, prepare, real_at, train_gan
+from genas.spaces.gan.ema import half_life_within
 from genas.spaces.gan.grown import GrownGenerator, Nets, add_stage, finalize, inherit, root_arch
 from genas.spaces.progress import Progress
-
-EMA_SHARE_OF_PHASE = 0.1  # the EMA half-life is at most this share of a phase (ema_half_life_in)
 
 
 class ProGANGenerator(GrownGenerator):
@@ -24,19 +23,6 @@ class ProGANGenerator(GrownGenerator):
 def width_at(resolution: int, width: int) -> int:
     """ProGAN's channel rule: ``width`` up to 16x16, halved per doubling beyond, at least 8."""
     return max(8, min(width, width * 16 // resolution))
-
-
-def ema_half_life_in(phase_images: int, half_life: float) -> float:
-    """The EMA's half-life within a phase: the budget's, at most a tenth of the phase.
-
-    The EMA averages weights, not images. Over a window that is a large share of a phase, G's
-    weights cross its early swings (at `small` on photos its mean colour moves by up to 100 levels
-    per 1,000 images), and the average of those weights is a network whose colour matches no G:
-    a 2,000-image half-life in 5,000-image phases gave samples with a green mean of 76 where G and
-    the data sit near 112 (SWD 150.9; capped at 500: 111, SWD 136.0; bench/README.md). ProGAN's own
-    EMA (beta 0.999 at batch 16, a half-life of ~11k images) is under 2% of its 600k-image phases.
-    """
-    return min(half_life, EMA_SHARE_OF_PHASE * phase_images)
 
 
 def schedule(resolution: int) -> list[int]:
@@ -62,7 +48,7 @@ def train(config: dict, recipe: Recipe, ema_half_life: float, n_images: int, rep
             arch, fades = add_stage(arch, layers, layers)
             nets = prepare(inherit(nets.tensors(), arch, fades), ctx.device)
             fade = Fade(per_phase // 2, nets.set_alpha, blend_real=True)
-        ema = EMA(nets.G, ema_half_life_in(per_phase, ema_half_life), target=nets.G_ema, rampup=0.5)
+        ema = EMA(nets.G, half_life_within(per_phase, ema_half_life), target=nets.G_ema, rampup=0.5)
         train_gan(nets.G, nets.D, ema, real_at(images, res), recipe, per_phase, ctx, progress,
                   snapshot=lambda: ProGANGenerator(arch, nets.G_ema), fade=fade, ema_images=phase * per_phase)
         nets = finalize(nets)
