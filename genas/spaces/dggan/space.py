@@ -18,7 +18,7 @@ Options (``--set KEY=VALUE``, 0 or empty: the budget's): ``k``, ``roots``, ``chi
 ``images`` (per candidate of generation 0), ``ratio`` (1: every generation the same),
 ``generations``, ``widths`` and ``kernels`` (comma-separated choices), ``layers`` (most convs per
 stage), ``loss`` (logistic, hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (the first
-root's; the others draw around it).
+root's; the others draw around it), ``r1_gamma`` (R1's weight with the logistic and hinge losses).
 """
 from __future__ import annotations
 
@@ -39,19 +39,20 @@ from genas.spaces.gan import GANLoss, Recipe
 from genas.spaces.gan.augment import parse_policy
 from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES, SWD_SAMPLES
 from genas.spaces.gan.grown import KERNELS, resolution_of
-from genas.spaces.gan.losses import check_loss
+from genas.spaces.gan.losses import R1_GAMMA, check_loss
 
 CHANNELS = (8, 16, 32, 64, 128, 256, 512)
 LR_RANGE = (1e-4, 1e-2)  # what a lineage's learning rate can be (the roots draw within lr / 3 .. lr * 3)
 
 BUDGETS = {
     "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 2,
-             "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 100, "ratio": 1.5},
+             "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 100,
+             "ratio": 1.5},
     "small": {"batch_size": 32, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
-              "roots": 4, "k": 2, "children": 1, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25, "ema_half_life": 2_000,
+              "roots": 4, "k": 2, "children": 1, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 2_000,
               "ratio": 2.0},
     "full": {"batch_size": 64, "reports": 4, "widths": (128, 256, 512), "kernels": (3, 5), "latent": 512,
-             "layers": 4, "roots": 6, "k": 3, "children": 3, "lr": 2e-3, "r1_gamma": 1.0, "fade": 0.25,
+             "layers": 4, "roots": 6, "k": 3, "children": 3, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25,
              "ema_half_life": 10_000, "ratio": 2.0},
 }
 for _name, _b in BUDGETS.items():
@@ -83,13 +84,13 @@ class DGGANSpace(GrowableSpace):
     budgets = BUDGETS
     action_params = {"action": growth.KINDS, "channels": CHANNELS, "kernel": KERNELS}
     options = {"k": 0, "roots": 0, "children": 0, "images": 0, "ratio": 0.0, "generations": 0, "widths": "",
-               "kernels": "", "layers": 0, "loss": "logistic", "augment": "", "lr": 0.0}
+               "kernels": "", "layers": 0, "loss": "logistic", "augment": "", "lr": 0.0, "r1_gamma": 0.0}
 
     # ------------------------------------------------------------ settings
     def settings(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
         """The budget's values with the study's options over them (0 / empty: the budget's)."""
         b = self.budget(budget)
-        s = {key: options.get(key) or b[key] for key in ("k", "roots", "children", "layers", "lr", "ratio")}
+        s = {key: options.get(key) or b[key] for key in ("k", "roots", "children", "layers", "lr", "ratio", "r1_gamma")}
         s["widths"] = _choices(options["widths"], "widths", CHANNELS) if options.get("widths") else b["widths"]
         s["kernels"] = _choices(options["kernels"], "kernels", KERNELS) if options.get("kernels") else b["kernels"]
         s["generations"] = options.get("generations") or growth.grows_to(resolution) + 1
@@ -113,6 +114,8 @@ class DGGANSpace(GrowableSpace):
                 raise GenasError(f"option {key}={options[key]} must be >= 0 (0: the budget's)")
         if options["ratio"] and not 1.0 <= options["ratio"] <= 4.0:
             raise GenasError(f"option ratio={options['ratio']:g} must lie in [1, 4] (1: every generation the same)")
+        if options["r1_gamma"] < 0:
+            raise GenasError(f"option r1_gamma={options['r1_gamma']:g} must be >= 0 (0: the budget's)")
         if options["lr"] and not LR_RANGE[0] <= options["lr"] <= LR_RANGE[1]:
             raise GenasError(f"option lr={options['lr']:g} must lie in [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]")
         resolution = dataset.resolution

@@ -22,6 +22,10 @@ import torch.nn.functional as F
 from genas.errors import GenasError
 
 LOSSES = ("logistic", "hinge", "wgan-gp")
+# R1's default weight for the grown GANs: Mescheder et al.'s and StyleGAN's 10. At 1, D overpowers G
+# once a dggan lineage grows to 32x32 and G collapses onto one or two digits (a 16x16 parent spread
+# over 9.1 digits, its 32x32 child over 1.4; at 10: 5.8, SWD 96.6 -> 40.4; bench/README.md).
+R1_GAMMA = 10.0
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 

@@ -18,7 +18,7 @@ from genas.spaces.base import Space, TrialContext, register_space
 from genas.spaces.gan import GANLoss, Recipe
 from genas.spaces.gan.augment import parse_policy
 from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES, SWD_SAMPLES
-from genas.spaces.gan.losses import check_loss
+from genas.spaces.gan.losses import R1_GAMMA, check_loss
 from genas.spaces.progan import train as progan_train
 from genas.spaces.progan.train import ProGANGenerator, schedule
 
@@ -52,7 +52,7 @@ class ProGANSpace(Space):
         parse_policy(options["augment"])
 
     def initial_trials(self, budget: str) -> list[dict]:
-        return [{"lr": 2e-3, "r1_gamma": 1.0, "gp_weight": 10.0, **self.budget(budget)["default"]}]
+        return [{"lr": 2e-3, "r1_gamma": R1_GAMMA, "gp_weight": 10.0, **self.budget(budget)["default"]}]
 
     def suggest(self, trial, ctx: TrialContext) -> dict:
         b = self.budget(ctx.budget)
@@ -62,7 +62,7 @@ class ProGANSpace(Space):
         if ctx.options["loss"] == "wgan-gp":
             config["gp_weight"] = trial.suggest_float("gp_weight", 1.0, 20.0, log=True)
         else:
-            config["r1_gamma"] = trial.suggest_float("r1_gamma", 0.1, 10.0, log=True)
+            config["r1_gamma"] = trial.suggest_float("r1_gamma", 0.1, 100.0, log=True)
         return config
 
     def train(self, config: dict, ctx: TrialContext) -> ProGANGenerator:
