@@ -172,6 +172,17 @@ def test_images_per_candidate_reach_the_budgets_lineage():
         space.settings(space.resolve_options({"widths": "16,33"}), "small", 32)
 
 
+def test_r1_gamma_is_ten_unless_the_study_sets_it():
+    from genas.spaces.gan.losses import R1_GAMMA
+
+    space, data = get_space("dggan"), dataset(32)
+    assert R1_GAMMA == 10.0
+    assert space.settings(space.resolve_options({}), "small", 32)["r1_gamma"] == R1_GAMMA
+    assert space.settings(space.resolve_options({"r1_gamma": "2.5"}), "small", 32)["r1_gamma"] == 2.5
+    with pytest.raises(GenasError, match="r1_gamma=-1 must be >= 0"):
+        space.check(data, space.resolve_options({"r1_gamma": "-1"}), budget="small")
+
+
 def test_state_round_trip_samples_identically():
     nets = grown([GROW, G3])
     gen = DGGANGenerator(nets.arch, nets.G_ema)
