@@ -146,7 +146,9 @@ def test_roots_differ_and_children_inherit_the_lineage_hyperparameters():
     roots = space.root_actions(options, "small", 32, np.random.default_rng(0))
     assert len(roots) == space.budget("small")["roots"]
     assert len({(r["channels"], r["kernel"]) for r in roots}) == len(roots)  # different widths / kernels
-    assert roots[0]["lr"] == space.budget("small")["lr"]
+    assert all(r["lr"] == space.budget("small")["lr"] for r in roots)  # a 4x4 winner's lr does not carry to 32x32
+    assert {r["lr"] for r in space.root_actions(space.resolve_options({"lr": "0.001"}), "small", 32,
+                                                  np.random.default_rng(0))} == {1e-3}
     kids = space.child_actions(roots[1], root_arch(64, 1, roots[1]["channels"], roots[1]["kernel"]), 3, options,
                                "small", 32, np.random.default_rng(1))
     assert kids and all(k["lr"] == roots[1]["lr"] for k in kids)
