@@ -120,7 +120,8 @@ def test_three_workers_on_postgresql(env, genas_home):
 def test_workers_released_together_never_take_the_same_slot(genas_home):
     """Eight claims on PostgreSQL, each through its own storage connection, released by one barrier."""
     with database() as url:
-        spec = StudySpec("dggan", "mnist5k", "tiny", ("swd",), "growth", "none", 0, None, {"roots": "8"})
+        spec = StudySpec("dggan", "mnist5k", "tiny", ("swd",), "growth", "none", 0, None,
+                         {"roots": "8", "widths": "8,16,32,64", "kernels": "3,5"})  # 8 different roots
         create_or_resume(STUDY, spec, open_storage(url))
         barrier, claimed, errors = threading.Barrier(8), [], []
 

@@ -143,7 +143,8 @@ class DGGANSpace(GrowableSpace):
 
     def root_actions(self, options: dict[str, Any], budget: str, resolution: int,
                      rng: np.random.Generator) -> list[dict]:
-        """``roots`` minimal networks over the width x kernel grid, all at the study's learning rate.
+        """``roots`` minimal networks over the width x kernel grid, all at the study's learning rate
+        (more roots than the grid has cells repeat it: the same networks from other seeds).
 
         The roots do not draw learning rates: a rate is judged on generation 0's few hundred
         images at 4x4 and then rules the lineage at 32x32, where it does not carry over (mnist5k,
