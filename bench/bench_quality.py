@@ -31,6 +31,7 @@ import torch
 
 SAMPLES = 1_000
 SEARCH_IMAGES_SPACE = "dggan"  # progan gets this space's total search images
+MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def machine() -> str:
@@ -48,7 +49,8 @@ def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials:
     cmd = [sys.executable, "-m", "genas.cli", "search", space, "--budget", budget, "--dataset", dataset,
            "--seed", str(seed)] + (["--trials", str(trials)] if trials else [])
     env = {**os.environ, "GENAS_HOME": str(home), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for exported in MLFLOW_URIS:  # mlflow.set_*_uri export these: the last home's would win
+        env.pop(exported, None)
     start = time.perf_counter()
     out = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -94,7 +96,8 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
     from genas.search.baseline import BASELINE_ATTR
 
     os.environ["GENAS_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    for exported in MLFLOW_URIS:
+        os.environ.pop(exported, None)
     from genas.registry.tracking import configure_mlflow
 
     configure_mlflow()
