@@ -15,8 +15,7 @@ from __future__ import annotations
 from genas.errors import GenasError
 from genas.spaces.base import TrialContext
 from genas.spaces.dggan.actions import apply_action
-from genas.spaces.gan import EMA, Fade, Recipe, images_on, prepare, real_at, train_gan
-from genas.spaces.gan.ema import half_life_within
+from genas.spaces.gan import EMA, Fade, Recipe, half_life_within, images_on, prepare, real_at, train_gan
 from genas.spaces.gan.grown import GrownGenerator, Nets, finalize, inherit, resolution_of, root_arch, validate_arch
 from genas.spaces.progress import Progress
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from genas.errors import GenasError
 from genas.spaces.base import TrialContext
-from genas.spaces.gan import EMA, Fade, Recipe, images_on, prepare, real_at, train_gan
-from genas.spaces.gan.ema import half_life_within
+from genas.spaces.gan import EMA, Fade, Recipe, half_life_within, images_on, prepare, real_at, train_gan
 from genas.spaces.gan.grown import GrownGenerator, Nets, add_stage, finalize, inherit, root_arch
 from genas.spaces.progress import Progress
 
