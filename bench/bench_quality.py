@@ -10,7 +10,8 @@ training images (``genas/search/baseline.py``). progan gets as many trials as fi
 total search images (each progan trial trains on a dggan lineage's images), so that the two
 compare at equal search cost. Every champion and reference is then scored the same way here:
 1,000 samples (seed 0) against the dataset, SWD (and on digits ``fid_digitnet`` and ``classes``,
-the number of digits the samples spread over); the real data against itself (two disjoint
+the number of digits the samples spread over; on colour images ``colour_gap``, how far the
+samples' mean colour is from the data's); the real data against itself (two disjoint
 halves of 1,000) gives the floor. Results: one JSON line per run in ``OUT/results.jsonl``, a
 markdown table on stdout and in ``OUT/table.md``, and each champion's and reference's sample
 grid as ``OUT/<dataset>-s<seed>-<space>.png`` / ``...-dcgan.png``.
@@ -69,7 +70,17 @@ def score(generator, dataset, metrics: list[str]) -> dict[str, float]:  # noqa: 
     scores = {m: result[m] for m in metrics}
     if "fid_digitnet" in metrics:
         scores["classes"] = digit_classes(fake)
+    if fake.shape[1] == 3:
+        scores["colour_gap"] = colour_gap(fake, dataset)
     return scores
+
+
+def colour_gap(images: torch.Tensor, dataset) -> float:  # noqa: ANN001
+    """The largest gap between the samples' and the data's mean of a colour channel, in 0-255 steps:
+    a GAN that has not converged shows it here first (a green cast where the photos have none)."""
+    fake_means = images.float().mean(dim=(0, 2, 3))
+    real_means = dataset.uint8().float().mean(dim=(0, 2, 3))
+    return float((fake_means - real_means).abs().max())
 
 
 def digit_classes(images: torch.Tensor) -> float:
@@ -151,6 +162,8 @@ def floor(dataset_name: str, metrics: list[str]) -> dict[str, float]:
     scores = {m: v for m, v in evaluate(fake, rest, metrics, n_real=SAMPLES, seed=0).items() if m in metrics}
     if "fid_digitnet" in metrics:
         scores["classes"] = digit_classes(fake)
+    if fake.shape[1] == 3:
+        scores["colour_gap"] = colour_gap(fake, data)
     return scores
 
 
