@@ -33,7 +33,8 @@ def run(home: Path, dataset: str, images: int, seed: int, trials: int) -> None:
     for exported in MLFLOW_URIS:
         env.pop(exported, None)
     out = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True)
-    (home / "search.log").open("a").write(out.stdout + out.stderr)
+    with open(home / "search.log", "a") as log:
+        log.write(out.stdout + out.stderr)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
 
@@ -64,9 +65,9 @@ def main() -> None:
         start = time.perf_counter()
         run(home, args.dataset, args.images, seed, trials=0)  # creates the study; trial 0 is the paper's
         study = optuna.load_study(study_name=name, storage=storage)
-        if len(study.trials) < 2:
+        if len(study.trials) < 2:  # a rerun into the same OUT scores the trials it has
             study.enqueue_trial(TEXTBOOK, user_attrs={"textbook": True})
-        run(home, args.dataset, args.images, seed, trials=2)
+            run(home, args.dataset, args.images, seed, trials=2)
         wall = time.perf_counter() - start
         os.environ["GENAS_HOME"] = str(home)
         for exported in MLFLOW_URIS:
