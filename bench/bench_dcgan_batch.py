@@ -16,27 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from bench_quality import MLFLOW_URIS, machine, score
+from bench_quality import machine, run_genas, score, use_home
 
 TEXTBOOK = {"lr": 2e-4, "beta1": 0.5, "batch_size": 64, "width": 64, "loss": "logistic"}
 
 
 def run(home: Path, dataset: str, images: int, seed: int, trials: int) -> None:
-    cmd = [sys.executable, "-m", "genas.cli", "search", "dcgan", "--dataset", dataset, "--seed", str(seed),
-           "--trials", str(trials), "--set", f"images={images}", "--no-baseline"]
-    env = {**os.environ, "GENAS_HOME": str(home), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    for exported in MLFLOW_URIS:
-        env.pop(exported, None)
-    out = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True)
-    with open(home / "search.log", "a") as log:
-        log.write(out.stdout + out.stderr)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    run_genas(home, ["search", "dcgan", "--dataset", dataset, "--seed", str(seed), "--trials", str(trials),
+                     "--set", f"images={images}", "--no-baseline"], home / "search.log")
 
 
 def main() -> None:
@@ -69,12 +59,7 @@ def main() -> None:
             study.enqueue_trial(TEXTBOOK, user_attrs={"textbook": True})
             run(home, args.dataset, args.images, seed, trials=2)
         wall = time.perf_counter() - start
-        os.environ["GENAS_HOME"] = str(home)
-        for exported in MLFLOW_URIS:
-            os.environ.pop(exported, None)
-        from genas.registry.tracking import configure_mlflow
-
-        configure_mlflow()
+        use_home(home)
         for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)[:2]:
             generator = genas.load(f"runs:/{trial.user_attrs['mlflow_run_id']}/model")
             batch = trial.params["batch_size"]

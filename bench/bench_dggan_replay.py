@@ -35,23 +35,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--grid", default="")
     args = p.parse_args()
-    os.environ["GENAS_HOME"] = os.path.abspath(args.home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
     import genas.spaces.dggan.space as dggan_space
     import genas.spaces.dggan.train as dggan_train
     import genas.spaces.gan.ema as kit_ema
-    from bench_quality import digit_classes, machine
+    from bench_quality import digit_classes, machine, use_home
     from genas.data import load_dataset, to_uint8
     from genas.evaluators import evaluate
     from genas.images import save_grid
-    from genas.registry.tracking import configure_mlflow
     from genas.search.objective import Objective
     from genas.spaces import TrialContext, get_space
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    configure_mlflow()
+    use_home(args.home)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=args.study, storage=f"sqlite:///{os.path.abspath(args.home)}/optuna.db")
     parent = next(t for t in study.get_trials(deepcopy=False) if t.number == args.parent)

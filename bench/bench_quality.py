@@ -41,23 +41,39 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
+def run_genas(home: Path, args: list[str], log: Path) -> None:
+    """``genas ARGS`` in a subprocess on ``home`` (its own storage and MLflow), output appended to ``log``."""
+    cmd = [sys.executable, "-m", "genas.cli", *args]
+    env = {**os.environ, "GENAS_HOME": str(home), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    for exported in MLFLOW_URIS:  # mlflow.set_*_uri export these: the last home's would win
+        env.pop(exported, None)
+    out = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True)
+    with open(log, "a") as fh:
+        fh.write(out.stdout + out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+
+
+def use_home(home: Path) -> None:
+    """Point this process's genas and MLflow at ``home`` (a home another bench run wrote)."""
+    os.environ["GENAS_HOME"] = str(Path(home).resolve())
+    for exported in MLFLOW_URIS:
+        os.environ.pop(exported, None)
+    from genas.registry.tracking import configure_mlflow
+
+    configure_mlflow()
+
+
 def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials: int | None) -> float:
     """Wall seconds of ``genas search``; a search this bench already finished in ``home`` is not rerun
     (an interrupted bench resumes where it stopped)."""
     done = home / f"{space}.wall"
     if done.exists():
         return float(done.read_text())
-    cmd = [sys.executable, "-m", "genas.cli", "search", space, "--budget", budget, "--dataset", dataset,
-           "--seed", str(seed)] + (["--trials", str(trials)] if trials else [])
-    env = {**os.environ, "GENAS_HOME": str(home), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    for exported in MLFLOW_URIS:  # mlflow.set_*_uri export these: the last home's would win
-        env.pop(exported, None)
     start = time.perf_counter()
-    out = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True)
+    run_genas(home, ["search", space, "--budget", budget, "--dataset", dataset, "--seed", str(seed)]
+              + (["--trials", str(trials)] if trials else []), home / f"{space}.log")
     seconds = time.perf_counter() - start
-    (home / f"{space}.log").write_text(out.stdout + out.stderr)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
     done.write_text(f"{seconds:.1f}")
     return seconds
 
@@ -106,12 +122,7 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
     from genas.registry.promote import best_trial
     from genas.search.baseline import BASELINE_ATTR
 
-    os.environ["GENAS_HOME"] = str(home)
-    for exported in MLFLOW_URIS:
-        os.environ.pop(exported, None)
-    from genas.registry.tracking import configure_mlflow
-
-    configure_mlflow()
+    use_home(home)
     dataset = load_dataset(dataset_name)
     storage = f"sqlite:///{home / 'optuna.db'}"
     study = optuna.load_study(study_name=f"{space}-{dataset_name}", storage=storage)

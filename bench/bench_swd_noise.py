@@ -10,10 +10,9 @@ real sample both redrawn) and prints each score, the mean and the standard devia
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
-from bench_quality import MLFLOW_URIS, SAMPLES, machine
+from bench_quality import SAMPLES, machine, use_home
 
 
 def main() -> None:
@@ -23,15 +22,11 @@ def main() -> None:
     p.add_argument("--spaces", default="dggan,progan")
     p.add_argument("--draws", type=int, default=5)
     args = p.parse_args()
-    os.environ["GENAS_HOME"] = os.path.abspath(args.home)
-    for exported in MLFLOW_URIS:
-        os.environ.pop(exported, None)
+    use_home(args.home)
     import genas
     from genas.data import load_dataset
     from genas.evaluators import evaluate
-    from genas.registry.tracking import configure_mlflow
 
-    configure_mlflow()
     dataset = load_dataset(args.dataset)
     print(f"machine: {machine()}; {args.draws} draws of {SAMPLES:,} samples", flush=True)
     print("| space | SWD per draw | mean ± sd |\n|---|---|---|")
