@@ -104,14 +104,15 @@ def test_a_grow_never_takes_a_1x1_kernel():
         assert all(a["kernel"] >= 3 for a in acts if a["action"] == "grow")
 
 
-def test_children_keep_the_dataset_resolution_in_reach():
+def test_lineages_grow_first_and_keep_the_dataset_resolution_in_reach():
     root = root_arch(8, 1, 8, 3)  # 4x4; 32x32 is 3 grows away
-    assert legal_kinds(root, 32, None, 3) == ["train", "g_layer", "d_layer", "grow"]
-    assert legal_kinds(root, 32, 3, 3) == ["train", "g_layer", "d_layer", "grow"]  # 3 generations after it
-    assert legal_kinds(root, 32, 2, 3) == ["grow"]  # only grows still get there
+    assert legal_kinds(root, 32, None, 3) == ["train", "g_layer", "d_layer", "grow"]  # past the plan
+    assert legal_kinds(root, 32, 4, 3) == ["grow"]  # within it, below 32x32: grow first
+    assert legal_kinds(root, 32, 2, 3) == ["grow"]  # the last chance to get there
     assert legal_kinds(root, 32, 1, 3) == []  # out of reach: no child at all
     full, _ = apply_action(apply_action(root, GROW)[0], GROW)
-    assert "grow" not in legal_kinds(full, 16, 5, 3)  # at the dataset's resolution
+    assert legal_kinds(full, 16, 5, 3) == ["train", "g_layer", "d_layer"]  # at the dataset's resolution
+    assert legal_kinds(full, 16, 0, 3) == ["train", "g_layer", "d_layer"]
     deep = grown([G3, G3])
     assert "g_layer" not in legal_kinds(deep.arch, 32, None, 3)  # three convs in G's top stage
 
@@ -130,14 +131,26 @@ def test_widths_follow_progans_rule_above_16x16():
 
 def test_child_actions_are_the_control_and_distinct_growths():
     rng = np.random.default_rng(1)
-    acts = child_actions(root_arch(8, 1, 8, 3), 32, 3, children=3, channels=(8, 16), kernels=(3, 5),
-                         max_layers=3, rng=rng)
-    assert acts[0]["action"] == "train" and len(acts) == 4
+    at8, _ = apply_action(root_arch(8, 1, 8, 3), GROW)
+    acts = child_actions(at8, 8, 1, children=3, channels=(8, 16), kernels=(3, 5), max_layers=3, rng=rng)
+    assert acts[0] == {"action": "train", "channels": 8, "kernel": 3} and len(acts) == 4
     keys = {tuple(sorted(a.items())) for a in acts}
-    assert len(keys) == 4 and all(a["action"] in ("g_layer", "d_layer", "grow") for a in acts[1:])
-    forced = child_actions(root_arch(8, 1, 8, 3), 32, 2, children=3, channels=(8, 16), kernels=(3, 5),
-                           max_layers=3, rng=rng)
-    assert forced and all(a["action"] == "grow" for a in forced)  # no control when it cannot reach 32
+    assert len(keys) == 4 and all(a["action"] in ("g_layer", "d_layer") for a in acts[1:])
+    for left in (3, 2):  # below 32x32 a lineage only grows, in distinct ways
+        forced = child_actions(root_arch(8, 1, 8, 3), 32, left, children=3, channels=(8, 16), kernels=(3, 5),
+                               max_layers=3, rng=rng)
+        assert len(forced) == 3 and all(a["action"] == "grow" for a in forced)
+        assert len({tuple(sorted(a.items())) for a in forced}) == 3
+
+
+def test_the_planned_trial_count_is_the_beams():
+    space = get_space("dggan")
+    options = space.resolve_options({})
+    # small on 32x32: 4 roots, 3 generations of one grow per parent (k 2), then control + growth
+    assert space.default_trials("small", options, 32) == 4 + 3 * 2 + 2 * 2
+    assert space.default_trials("tiny", options, 32) == 2 + 3 * 1 + 1 * 2  # k 1, children 1
+    assert space.default_trials("full", options, 32) == 6 + 3 * 9 + 3 * 4  # k 3, children 3
+    assert space.default_trials("small", space.resolve_options({"generations": "5"}), 32) == 4 + 6 + 4 + 4
 
 
 def test_roots_differ_and_children_inherit_the_lineage_hyperparameters():

@@ -42,7 +42,7 @@ def test_optuna_study_records_lineage(searched):
     settings = space.settings(space.resolve_options({}), "tiny", 32)
     # without --trials the search ends with its planned generations: none past them, the last one done
     assert max(t.user_attrs["generation"] for t in trials) == settings["generations"]
-    assert len(trials) <= space.default_trials("tiny", space.resolve_options({}), 32)
+    assert len(trials) == space.default_trials("tiny", space.resolve_options({}), 32)
     roots = [t for t in trials if t.user_attrs["generation"] == 0]
     assert len(roots) == space.budget("tiny")["roots"] and all(t.params["action"] == "root" for t in roots)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -53,12 +53,16 @@ def test_optuna_study_records_lineage(searched):
             p = next(p for p in trials if p.number == parent)
             assert p.user_attrs["generation"] == t.user_attrs["generation"] - 1 and parent in t.user_attrs["genas:top_k"]
             assert t.params["action"] in ("train", "g_layer", "d_layer", "grow")
+            # grow first: below 32x32 a lineage only grows; the control comes at full resolution
+            assert (t.params["action"] == "grow") == (p.user_attrs["resolution"] < 32)
             images = space.images_at(space.settings(space.resolve_options({}), "tiny", 32), t.user_attrs["generation"])
             assert t.user_attrs["lineage_images"] == p.user_attrs["lineage_images"] + images
     for t in complete:
         assert "arch" in t.user_attrs and "mlflow_run_id" in t.user_attrs
         assert t.values[0] == pytest.approx(t.user_attrs["swd"])
     assert any(t.user_attrs["full_resolution"] for t in complete), "the beam never reached 32x32"
+    last = [t for t in trials if t.user_attrs["generation"] == settings["generations"]]
+    assert "train" in {t.params["action"] for t in last}  # the control child
 
 
 def test_mlflow_runs_match_trials(searched):

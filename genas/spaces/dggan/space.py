@@ -2,9 +2,10 @@
 
 The search (``genas/search/beam.py`` with this space's actions) alternates growing and training,
 as the paper's Figure 1 does: generation 0 holds ``roots`` minimal networks (different widths
-and kernels); generation g expands the ``k`` best of generation g-1, each into a control child
-that only trains on and ``children`` sampled growth actions (``actions.py``); every candidate of
-a generation trains on the same images (``train.py``), so candidates are ranked only against
+and kernels); generation g expands the ``k`` best of generation g-1, each into ``children`` sampled growth
+actions (``actions.py``) and, at the dataset's resolution, a control child that only trains on
+(a lineage grows first, so the one generation the plan leaves free falls at full resolution);
+every candidate of a generation trains on the same images (``train.py``), so candidates are ranked only against
 candidates with the same training behind them. Training hyperparameters belong to a lineage:
 set for the roots (the study's), inherited by every child.
 
@@ -129,9 +130,15 @@ class DGGANSpace(GrowableSpace):
                              f"(one grow a generation); use at least {growth.grows_to(resolution)}")
 
     def default_trials(self, budget: str, options: dict[str, Any], resolution: int) -> int:
-        """Generation 0 and every planned generation at full width (a control and ``children`` each)."""
+        """The planned candidates: the roots, ``children`` grows per parent while the lineages grow,
+        then a control and ``children`` growths per parent (fewer where the widths and kernels
+        offer fewer distinct actions)."""
         s = self.settings(options, budget, resolution)
-        return s["roots"] + s["generations"] * s["k"] * (s["children"] + 1)
+        grows, total, candidates = growth.grows_to(resolution), s["roots"], s["roots"]
+        for generation in range(1, s["generations"] + 1):
+            candidates = min(s["k"], candidates) * (s["children"] + (generation > grows))
+            total += candidates
+        return total
 
     def trial_images(self, budget: str, options: dict[str, Any], resolution: int) -> int:
         return int(self.settings(options, budget, resolution)["schedule"][-1])
