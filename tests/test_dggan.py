@@ -149,6 +149,8 @@ def test_the_planned_trial_count_is_the_beams():
     # small on 32x32: 4 roots, 3 generations of one grow per parent (k 2), then control + growth
     assert space.default_trials("small", options, 32) == 4 + 3 * 2 + 2 * 2
     assert space.default_trials("tiny", options, 32) == 2 + 3 * 1 + 1 * 2  # k 1, children 1
+    two = space.resolve_options({"layers": "2"})  # a grown stage already holds its 2 convs: the control alone
+    assert space.default_trials("tiny", two, 32) == 2 + 3 * 1 + 1
     assert space.default_trials("full", options, 32) == 6 + 3 * 9 + 3 * 4  # k 3, children 3
     assert space.default_trials("small", space.resolve_options({"generations": "5"}), 32) == 4 + 6 + 4 + 4
 

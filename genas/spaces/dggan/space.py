@@ -38,14 +38,14 @@ from genas.spaces.dggan.train import DGGANGenerator
 from genas.spaces.gan import GANLoss, Recipe
 from genas.spaces.gan.augment import parse_policy
 from genas.spaces.gan.budgets import EVAL_SAMPLES, IMAGES, QUICK_EVAL_SAMPLES, SWD_SAMPLES
-from genas.spaces.gan.grown import KERNELS, resolution_of
+from genas.spaces.gan.grown import KERNELS, resolution_of, root_arch
 from genas.spaces.gan.losses import R1_GAMMA, check_loss
 
 CHANNELS = (8, 16, 32, 64, 128, 256, 512)
 LR_RANGE = (1e-4, 1e-2)  # what --set lr can be
 
 BUDGETS = {
-    "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 2,
+    "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 3,
              "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 100,
              "ratio": 1.5},
     "small": {"batch_size": 32, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
@@ -130,14 +130,21 @@ class DGGANSpace(GrowableSpace):
                              f"(one grow a generation); use at least {growth.grows_to(resolution)}")
 
     def default_trials(self, budget: str, options: dict[str, Any], resolution: int) -> int:
-        """The planned candidates: the roots, ``children`` grows per parent while the lineages grow,
-        then a control and ``children`` growths per parent (fewer where the widths and kernels
-        offer fewer distinct actions)."""
+        """The plan's candidates: the roots, then per parent the children its lineage may take (only
+        grows below the dataset's resolution; a control and layers at it), followed along the
+        lineage with the fewest layers, so exact for a plan with one free generation and an upper
+        bound past it."""
         s = self.settings(options, budget, resolution)
-        grows, total, candidates = growth.grows_to(resolution), s["roots"], s["roots"]
+        arch = root_arch(s["latent"], 1, s["widths"][0], s["kernels"][0])
+        rng = np.random.default_rng(0)  # the number of children does not depend on the draw
+        total = candidates = s["roots"]
         for generation in range(1, s["generations"] + 1):
-            candidates = min(s["k"], candidates) * (s["children"] + (generation > grows))
+            kids = growth.child_actions(arch, resolution, s["generations"] - generation, children=s["children"],
+                                        channels=s["widths"], kernels=s["kernels"], max_layers=s["layers"], rng=rng)
+            candidates = min(s["k"], candidates) * len(kids)
             total += candidates
+            grow = next((a for a in kids if a["action"] == "grow"), None)
+            arch = growth.apply_action(arch, grow)[0] if grow else arch
         return total
 
     def trial_images(self, budget: str, options: dict[str, Any], resolution: int) -> int:
