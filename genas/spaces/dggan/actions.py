@@ -12,13 +12,14 @@ An action is a plain dict ``{"action", "channels", "kernel"}`` (Optuna params of
   on mnist5k at 20,000 images in our runs, with mode collapse.)
 
 Grow first: within the study's plan, a lineage below the dataset's resolution only grows (one
-``grow`` a generation), and the control and the layers come at the dataset's resolution. The plan
-has ``generations`` = the grows the dataset needs + 1, so its one free generation falls where the
-samples are made. Letting it fall anywhere, the first generation kept a 4x4 ``train`` or ``+conv``
-in all three photos searches, and every later generation was a forced grow; grow first, the same two searches that lost to progan
-scored SWD 23.8 instead of 34.2 (mnist5k, seed 1) and 118.7 instead of 149.2 (photos, seed 2;
-bench/README.md). A lineage that the plan could not get to the dataset's resolution any more has
-no child; past the plan (``generations_left`` None) every legal kind is open.
+``grow`` a generation); the control and the layers come at the dataset's resolution. The plan has
+``generations`` = the grows the dataset needs + 1, so its one free generation falls where the
+samples are made. When it could fall anywhere, the first generation kept a 4x4 ``train`` or
+``+conv`` in all three photos searches and every later generation was a forced grow; growing
+first, the two searches that had lost to progan scored SWD 23.8 instead of 34.2 (mnist5k, seed
+1) and 118.7 instead of 149.2 (photos, seed 2; bench/README.md). A lineage the plan can no longer
+bring to the dataset's resolution has no child; past the plan (``generations_left`` None) every
+legal kind is open.
 """
 from __future__ import annotations
 

@@ -2,12 +2,12 @@
 
 The search (``genas/search/beam.py`` with this space's actions) alternates growing and training,
 as the paper's Figure 1 does: generation 0 holds ``roots`` minimal networks (different widths
-and kernels); generation g expands the ``k`` best of generation g-1, each into ``children`` sampled growth
-actions (``actions.py``) and, at the dataset's resolution, a control child that only trains on
-(a lineage grows first, so the one generation the plan leaves free falls at full resolution);
-every candidate of a generation trains on the same images (``train.py``), so candidates are ranked only against
-candidates with the same training behind them. Training hyperparameters belong to a lineage:
-set for the roots (the study's), inherited by every child.
+and kernels); generation g expands the ``k`` best of generation g-1, each into ``children``
+sampled growth actions (``actions.py``) and, at the dataset's resolution, a control child that
+only trains on (lineages grow first, so the one generation the plan leaves free falls at full
+resolution); every candidate of a generation trains on the same images (``train.py``), so
+candidates are ranked only against candidates with the same training behind them. Training
+hyperparameters belong to a lineage: set for the roots (the study's), inherited by every child.
 
 Images per generation grow geometrically, ``images_g = images_0 * ratio ** g``: a lineage spends
 little at 4x4 and most of its images at the resolutions that make the samples (at equal images a
