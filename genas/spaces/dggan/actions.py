@@ -83,21 +83,35 @@ def channels_at(widths: tuple[int, ...], resolution: int) -> tuple[int, ...]:
     return tuple(sorted({max(8, min(w, w * 16 // resolution)) for w in widths}))
 
 
+def kernels_at(kernels: tuple[int, ...], resolution: int) -> tuple[int, ...]:
+    """The kernel choices as given up to 8x8, none wider than 3x3 beyond.
+
+    Every stage holds two convs, and two stacked 3x3 convs see a 5x5 field at 18/25 of one 5x5's
+    cost (VGG's argument); the searched kernel matters where a stage is a few pixels wide. At
+    16x16 and 32x32, 5x5 stages made a small search's last generation 2.8 times dearer (a
+    measured 3.9-18.7 s per 1,000 images across the widths and kernels a 32x32 lineage could
+    draw on cpu-2, bench/README.md) and decided its wall time more than its result.
+    """
+    return tuple(sorted({min(k, 3) for k in kernels})) if resolution > 8 else tuple(kernels)
+
+
 def child_actions(arch: dict, resolution: int, generations_left: int | None, *, children: int,
                   channels: tuple[int, ...], kernels: tuple[int, ...], max_layers: int,
                   rng: np.random.Generator) -> list[dict]:
     """The control (``train``, when legal) and up to ``children`` distinct growth actions, sampled:
-    a kind uniformly among the legal ones, then its width (``channels`` by the width rule at the
-    layer's resolution) and kernel."""
+    a kind uniformly among the legal ones, then its width and kernel (``channels`` and
+    ``kernels`` by the width and kernel rules at the layer's resolution)."""
     kinds = legal_kinds(arch, resolution, generations_left, max_layers)
     top = arch["g"][-1][-1]
     res = resolution_of(arch)
     out = [{"action": "train", "channels": top["channels"], "kernel": top["kernel"]}] if "train" in kinds else []
-    options = {kind: [{"action": kind, "channels": c, "kernel": k}
-                      for c in channels_at(channels, 2 * res if kind == "grow" else res) for k in kernels
-                      if kind != "grow" or k >= 3]
-               for kind in kinds if kind in GROWTHS}
-    options = {kind: acts for kind, acts in options.items() if acts}
+    options = {}
+    for kind in (kind for kind in kinds if kind in GROWTHS):
+        at = 2 * res if kind == "grow" else res  # the new layer's resolution
+        acts = [{"action": kind, "channels": c, "kernel": k}
+                for c in channels_at(channels, at) for k in kernels_at(kernels, at) if kind != "grow" or k >= 3]
+        if acts:
+            options[kind] = acts
     while len(out) < children + (1 if "train" in kinds else 0) and options:
         kind = sorted(options)[int(rng.integers(len(options)))]
         acts = options[kind]
