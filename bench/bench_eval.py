@@ -5,7 +5,8 @@
 The fakes are N images resampled from mnist5k with pixel noise (a stand-in for a generator's
 output; the metric code does not care where images come from). Each metric is timed on its own
 after one warm-up call that fills the real-data cache, so the figure is what a trial pays.
-Metrics whose weights are missing (``fid`` offline) are reported as skipped, not faked.
+Metrics whose weights are missing (``fid`` offline) are reported as skipped, not faked. On a CPU
+it then times SWD's sort, one thread against ``swd._sort_rows``'s parallel row blocks.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import argparse
 import platform
 import time
 
+import numpy as np
 import torch
 
 from genas.data import load_dataset, to_uint8
 from genas.errors import GenasError
-from genas.evaluators import evaluate, preflight
+from genas.evaluators import evaluate, preflight, swd
 from genas.search.objective import resolve_device
 
 
@@ -58,6 +60,25 @@ def main() -> None:
         total += seconds
         print(f"| {metric} | {seconds:.2f} | {out[metric]:.3f} |")
     print(f"| total | {total:.2f} | |")
+    if device.type == "cpu" and "swd" in args.metrics.split(","):
+        compare_sorts(args.n)
+
+
+def compare_sorts(n: int) -> None:
+    """SWD's hot spot on a CPU, side by side: one direction block's projections (128 rows of
+    n x 128 values) sorted by numpy in one thread, and by ``swd._sort_rows`` (row blocks in
+    parallel threads)."""
+    x = torch.randn(swd.DIRS_PER_REPEAT, n * swd.NHOODS_PER_IMAGE, generator=torch.Generator().manual_seed(0))
+    timings = {}
+    for name, sort in (("numpy, one thread", lambda: np.sort(x.numpy(), axis=1)),
+                       (f"swd._sort_rows, {torch.get_num_threads()} threads", lambda: swd._sort_rows(x))):
+        sort()
+        start = time.perf_counter()
+        for _ in range(3):
+            sort()
+        timings[name] = (time.perf_counter() - start) / 3
+    (a, ta), (b, tb) = timings.items()
+    print(f"SWD's sort of 128 x {x.shape[1]:,}: {a} {ta:.3f} s, {b} {tb:.3f} s ({ta / tb:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from genas.data import Dataset
 from genas.errors import GenasError, TrainingDiverged
 from genas.spaces import TrialContext, generator_from_state, get_space
 from genas.spaces.dggan import DGGANGenerator
-from genas.spaces.dggan.actions import apply_action, channels_at, child_actions, legal_kinds
+from genas.spaces.dggan.actions import apply_action, channels_at, child_actions, kernels_at, legal_kinds
 from genas.spaces.gan.grown import Nets, finalize, inherit, resolution_of, root_arch
 
 
@@ -127,6 +127,21 @@ def test_widths_follow_progans_rule_above_16x16():
             assert a["channels"] in (16, 32)  # the 32x32 stage
         elif a["action"] != "train":
             assert a["channels"] in (32, 64)
+
+
+def test_kernels_above_8x8_are_at_most_3x3():
+    assert kernels_at((3, 5), 4) == kernels_at((3, 5), 8) == (3, 5)
+    assert kernels_at((3, 5), 16) == (3,) and kernels_at((1, 3, 7), 32) == (1, 3)
+    at8, _ = apply_action(root_arch(8, 1, 8, 5), GROW)
+    seen = set()
+    for seed in range(10):
+        for a in child_actions(at8, 32, None, children=6, channels=(8, 16), kernels=(3, 5), max_layers=3,
+                               rng=np.random.default_rng(seed)):
+            if a["action"] == "grow":
+                assert a["kernel"] == 3  # the 16x16 stage
+            elif a["action"] != "train":
+                seen.add(a["kernel"])  # a layer at 8x8 may still take 5x5
+    assert seen == {3, 5}
 
 
 def test_child_actions_are_the_control_and_distinct_growths():
