@@ -87,10 +87,10 @@ def kernels_at(kernels: tuple[int, ...], resolution: int) -> tuple[int, ...]:
     """The kernel choices as given up to 8x8, none wider than 3x3 beyond.
 
     Every stage holds two convs, and two stacked 3x3 convs see a 5x5 field at 18/25 of one 5x5's
-    cost (VGG's argument); the searched kernel matters where a stage is a few pixels wide. At
-    16x16 and 32x32, 5x5 stages made a small search's last generation 2.8 times dearer (a
-    measured 3.9-18.7 s per 1,000 images across the widths and kernels a 32x32 lineage could
-    draw on cpu-2, bench/README.md) and decided its wall time more than its result.
+    cost (VGG's argument); the searched kernel matters where a stage is a few pixels wide. With
+    5x5 allowed at 16x16 and 32x32, a small 32x32 lineage cost 3.5-17.2 s per 1,000 images
+    depending on its draw (3.5-8.8 without; cpu-2, bench_dggan_stage_cost.py), and the README's
+    main job took 21-23 min instead of 7-9 at no better SWD (bench/README.md).
     """
     return tuple(sorted({min(k, 3) for k in kernels})) if resolution > 8 else tuple(kernels)
 
