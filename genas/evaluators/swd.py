@@ -128,7 +128,7 @@ def _sort_rows(x: torch.Tensor) -> torch.Tensor:
         return torch.sort(x, dim=1).values
     # Sorting is most of SWD's time on a CPU (16 sorts of 128 x 128,000 at 1,000 images, 32x32).
     # numpy's sort is ~1.3x torch's there but single-threaded; it releases the GIL, so blocks of
-    # rows sort in parallel threads (1.7x on 2 cores, bench/README.md).
+    # rows sort in parallel threads (1.6x on 2 cores, bench/README.md).
     rows = x.numpy()
     out = np.empty_like(rows)
     workers = max(1, min(torch.get_num_threads(), len(rows)))
