@@ -20,15 +20,14 @@ import torch
 from bench_train import plain_loop
 from genas.search.objective import resolve_device
 from genas.spaces import get_space
-from genas.spaces.dggan.actions import channels_at, kernels_at
-from genas.spaces.gan.grown import add_stage, root_arch
+from genas.spaces.dggan.actions import apply_action, channels_at, kernels_at
+from genas.spaces.gan.grown import root_arch
 
 
 def lineage(latent: int, base: int, stage16: tuple[int, int], stage32: tuple[int, int]) -> dict:
     arch = root_arch(latent, 1, base, 3)
     for width, kernel in ((base, 3), stage16, stage32):
-        layer = {"channels": width, "kernel": kernel}
-        arch, _ = add_stage(arch, [layer, dict(layer)], [dict(layer), dict(layer)])
+        arch, _ = apply_action(arch, {"action": "grow", "channels": width, "kernel": kernel})
     return arch
 
 
