@@ -112,6 +112,17 @@ def digit_classes(images: torch.Tensor) -> float:
     return float(torch.exp(-(shares * shares.log()).sum()))
 
 
+def recognisable(images: torch.Tensor, confidence: float = 0.9) -> float:
+    """The share of samples that digitnet reads as one digit with probability >= ``confidence``
+    (the data: 0.99). A loop or hook that is no digit splits digitnet's vote; this counts the
+    samples a reader would call a digit, which ``digit_classes`` (the spread) does not."""
+    from genas.evaluators.features import digitnet_input, get_extractor
+
+    with torch.no_grad():
+        probabilities = get_extractor("digitnet").net(digitnet_input(images)).softmax(1)
+    return float((probabilities.max(1).values >= confidence).float().mean())
+
+
 def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: Path, tag: str) -> dict:
     """The champion, its search cost and the reference, read back from the run's own storage."""
     import optuna

@@ -40,8 +40,8 @@ def test_optuna_study_records_lineage(searched):
     trials = study.get_trials()
     space = get_space("dggan")
     settings = space.settings(space.resolve_options({}), "tiny", 32)
-    # without --trials the search ends with its planned generations: none past them, the last one done
-    assert max(t.user_attrs["generation"] for t in trials) == settings["generations"]
+    # without --trials the search ends with its planned generations and the finalist's: none past them
+    assert max(t.user_attrs["generation"] for t in trials) == settings["generations"] + 1
     assert len(trials) == space.default_trials("tiny", space.resolve_options({}), 32)
     roots = [t for t in trials if t.user_attrs["generation"] == 0]
     assert len(roots) == space.budget("tiny")["roots"] and all(t.params["action"] == "root" for t in roots)
@@ -63,6 +63,11 @@ def test_optuna_study_records_lineage(searched):
     assert any(t.user_attrs["full_resolution"] for t in complete), "the beam never reached 32x32"
     last = [t for t in trials if t.user_attrs["generation"] == settings["generations"]]
     assert sorted(t.params["action"] for t in last) in (["d_layer", "train"], ["g_layer", "train"])  # control + layer
+    # the finalist: the best of the last planned generation trains on, alone, for the budget's finishing images
+    [finalist] = [t for t in trials if t.user_attrs["generation"] == settings["generations"] + 1]
+    best = min(last, key=lambda t: (t.values[0], t.number))
+    assert finalist.params["action"] == "train" and finalist.user_attrs["parent"] == best.number
+    assert finalist.user_attrs["lineage_images"] == best.user_attrs["lineage_images"] + settings["finish"]
 
 
 def test_mlflow_runs_match_trials(searched):

@@ -24,11 +24,14 @@ class ToySpace(GrowableSpace):
     action_params = {"action": ("root", "train", "grow"), "channels": tuple(range(100))}
     budgets = {"tiny": {}}
 
-    def __init__(self, roots: int = 3, k: int = 2, generations: int = 2) -> None:
-        self.roots, self.k, self.generations = roots, k, generations
+    def __init__(self, roots: int = 3, k: int = 2, generations: int = 2, finish: bool = False) -> None:
+        self.roots, self.k, self.generations, self.finish = roots, k, generations, finish
 
     def beam(self, options, budget, resolution):
-        return {"k": self.k, "generations": self.generations}
+        return {"k": self.k, "generations": self.generations, "finish": self.finish}
+
+    def finish_action(self, parent_params, parent_arch, options, budget, resolution):
+        return {"action": "train", "channels": parent_params["channels"]}
 
     def root_actions(self, options, budget, resolution, rng):
         return [{"action": "root", "channels": c} for c in range(self.roots)]
@@ -101,6 +104,23 @@ def test_the_beam_is_finished_after_its_planned_generations_only():
     assert study.trials[-1].user_attrs["generation"] == 3  # given more trials, the beam goes on
 
 
+def test_the_finalist_alone_trains_on_after_the_planned_generations():
+    space = ToySpace(roots=2, k=2, generations=1, finish=True)
+    study, sampler = make_study(space)
+    finished = []
+    for _ in range(2 + 6 + 1 + 1):  # roots, generation 1, the finishing generation, one trial past the plan
+        finished.append(sampler.beam.finished(study.get_trials()))
+        run_one(study, sampler, lambda t, c: float(c["channels"]) + (0.5 if t.user_attrs["generation"] == 1 else 0))
+    assert finished == [False] * 9 + [True]
+    trials = study.get_trials()
+    gen1, finalist = trials[2:8], trials[8]
+    best = min(gen1, key=lambda t: (t.value, t.number))
+    assert finalist.user_attrs["generation"] == 2 and finalist.user_attrs["parent"] == best.number
+    assert json.loads(finalist.user_attrs[PLAN_ATTR]) == {"action": "train",
+                                                           "channels": json.loads(best.user_attrs[PLAN_ATTR])["channels"]}
+    assert [t.user_attrs["parent"] for t in trials if t.user_attrs["generation"] == 3] == [finalist.number]
+
+
 def test_the_plan_is_the_same_for_every_worker_and_params_follow_it():
     a, b = make_study(ToySpace(), seed=3, name="a"), make_study(ToySpace(), seed=3, name="b")
     plans = []
@@ -140,7 +160,7 @@ def test_a_busy_generation_waits_and_failed_slots_are_retried_once():
     assert thread.is_alive() and not waiter_slot
     second.set_user_attr("arch", {"path": [1]})
     study.tell(second, 2.0)
-    thread.join(5)
+    thread.join(30)  # returns as soon as the waiter has its slot (about 3 s: it polls and checks for dead trials)
     assert waiter_slot == ["1/0"]
 
 

@@ -2,15 +2,18 @@
 
 Generation 0 is the space's roots. Generation g is planned once generation g-1 is finished: the
 ``k`` best of its complete candidates (Pareto front, then the first objective) each get the
-children the space proposes. Each planned candidate is a *slot* ``g/i``; a trial takes the first
+children the space proposes. When the space asks for it (``finish``), one generation follows the
+planned ones: the finalist, the best of the last planned generation, trains on alone (the
+space's :meth:`finish_action`), so the search's images go to choosing the model and the
+finishing images to the one model chosen. Each planned candidate is a *slot* ``g/i``; a trial takes the first
 free slot (``genas/search/growth.py`` does it under a study-wide lock, so no two workers take the
 same one) and records it in its user attrs. A slot is free while no trial holds it (RUNNING,
 WAITING, COMPLETE or PRUNED) and fewer than ``MAX_ATTEMPTS`` trials of it failed; a generation is
 finished when none of its slots is free or running. The plan is a pure function of the study's
 seed and the results of earlier generations, so every worker computes the same one, and a study
 resumed later picks up where it stopped. A search without a trial count ends with the planned
-``generations`` (``finished``); given more trials, the beam goes on the same way past its plan,
-without the reachability constraint.
+``generations`` and the finishing one (``finished``); given more trials, the beam goes on the
+same way past its plan, without the reachability constraint.
 """
 from __future__ import annotations
 
@@ -59,6 +62,8 @@ class Beam:
         self.seed, self.directions = seed, list(directions)
         settings = space.beam(options, budget, resolution)
         self.k, self.generations = int(settings["k"]), int(settings["generations"])
+        self.finish = bool(settings.get("finish", False))
+        self.last = self.generations + self.finish  # the last generation of the plan
         self._plans: dict[tuple[int, tuple[int, ...]], list[Slot]] = {}
         # the first generation not yet seen finished, and its parents: a finished generation stays
         # finished (COMPLETE, PRUNED and a slot's last failure are final), so walks start here
@@ -76,8 +81,13 @@ class Beam:
         if generation == 0:
             params = self.space.root_actions(self.options, self.budget, self.resolution, self.rng(0))
             slots = [Slot(0, i, None, p, ()) for i, p in enumerate(params)]
+        elif self.finish and generation == self.last:
+            finalist = parents[0]
+            params = self.space.finish_action(json.loads(finalist.user_attrs[PLAN_ATTR]), finalist.user_attrs["arch"],
+                                              self.options, self.budget, self.resolution)
+            slots = [Slot(generation, 0, finalist.number, params, numbers)]
         else:
-            left = self.generations - generation if generation <= self.generations else None
+            left = self.generations - generation if generation <= self.generations else None  # None: past the plan
             slots = []
             for parent in parents:
                 parent_params = json.loads(parent.user_attrs[PLAN_ATTR])
@@ -94,7 +104,7 @@ class Beam:
 
     def finished(self, trials: Sequence[FrozenTrial]) -> bool:
         """Whether every planned generation is done: a further trial would go past the plan."""
-        return self._current(trials, stop_past_plan=True)[0] > self.generations
+        return self._current(trials, stop_past_plan=True)[0] > self.last
 
     def _current(self, trials: Sequence[FrozenTrial], stop_past_plan: bool = False) -> tuple[int, Slot | None]:
         """The current generation and its first free slot (None: all taken, some running)."""
@@ -104,7 +114,7 @@ class Beam:
                 holders[t.user_attrs[SLOT_ATTR]].append(t)
         generation, parents = self._unfinished
         while True:
-            if stop_past_plan and generation > self.generations:
+            if stop_past_plan and generation > self.last:
                 return generation, None
             slots = self.plan(generation, parents)
             if not slots:
@@ -126,7 +136,8 @@ class Beam:
                 raise GenasError(f"generation {generation} of the beam finished with no complete candidate "
                                  f"({'; '.join(sorted(str(r)[:120] for r in reasons))}); fix the cause and start a "
                                  "new study")
-            parents = rank_trials(complete, self.directions)[: self.k]
+            finalist_next = self.finish and generation + 1 == self.last
+            parents = rank_trials(complete, self.directions)[: 1 if finalist_next else self.k]
             generation += 1
             self._unfinished = (generation, parents)
 

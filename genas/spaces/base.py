@@ -190,8 +190,10 @@ class GrowableSpace(Space):
 
     ``genas/search/beam.py`` plans the generations from these hooks: generation 0 is
     :meth:`root_actions`; generation g holds :meth:`child_actions` of each of the ``k`` best
-    candidates of generation g-1. A planned candidate is a dict of Optuna params (the growth
-    action and the lineage's hyperparameters); the search hands them to :meth:`suggest`.
+    candidates of generation g-1; when :meth:`beam` says ``finish``, one generation more holds
+    the :meth:`finish_action` of the best candidate of the last planned one. A planned candidate
+    is a dict of Optuna params (the growth action and the lineage's hyperparameters); the search
+    hands them to :meth:`suggest`.
     """
 
     #: the fixed categorical choices of each planned action parameter (Optuna needs static choices)
@@ -199,7 +201,8 @@ class GrowableSpace(Space):
 
     @abstractmethod
     def beam(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
-        """``{"k": parents kept per generation, "generations": planned generations after the roots}``."""
+        """``{"k": parents kept per generation, "generations": planned generations after the roots,
+        "finish": whether the best of the last planned generation trains on in one generation more}``."""
 
     @abstractmethod
     def root_actions(self, options: dict[str, Any], budget: str, resolution: int,
@@ -212,6 +215,11 @@ class GrowableSpace(Space):
                       rng: "np.random.Generator") -> list[dict]:
         """The planned params of one parent's children (``generations_left``: planned generations
         after them, None past the plan)."""
+
+    def finish_action(self, parent_params: dict, parent_arch: dict, options: dict[str, Any], budget: str,
+                      resolution: int) -> dict:
+        """The planned params of the finalist's one child (the best of the last planned generation)."""
+        raise NotImplementedError(f"space {self.name} plans no finishing generation; its beam() says finish")
 
     def arch_summary(self, arch: dict) -> str:
         """A few words on an ``arch`` user attr for the lineage picture (``16×16 G4 D3``)."""
