@@ -86,6 +86,7 @@ def score(generator, dataset, metrics: list[str]) -> dict[str, float]:  # noqa: 
     scores = {m: result[m] for m in metrics}
     if "fid_digitnet" in metrics:
         scores["classes"] = digit_classes(fake)
+        scores["recognisable"] = recognisable(fake)
     if fake.shape[1] == 3:
         scores["colour_gap"] = colour_gap(fake, dataset)
     return scores
@@ -148,6 +149,13 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
            "champion": champion.number, "champion_images": champion.user_attrs.get("lineage_images"),
            "search_images": search_images, "search_seconds": searched_seconds,
            **{f"champion_{m}": v for m, v in score(generator, dataset, metrics).items()}}
+    parent = next((t for t in trials if t.number == champion.user_attrs.get("parent")), None)
+    if parent is not None and champion.params.get("action") == "train" and "mlflow_run_id" in parent.user_attrs:
+        # a dggan finalist: its parent is the search's best before the finishing images
+        before = genas.load(f"runs:/{parent.user_attrs['mlflow_run_id']}/model")
+        save_grid(before.sample(64, seed=0), out / f"{tag}-{space}-before-finish.png")
+        row.update({"before_finish_trial": parent.number, "before_finish_images": parent.user_attrs.get("lineage_images"),
+                    **{f"before_finish_{m}": v for m, v in score(before, dataset, metrics).items()}})
     baseline = study.user_attrs.get(BASELINE_ATTR)
     if baseline:
         ref = genas.load(f"runs:/{baseline['run_id']}/model")
@@ -184,6 +192,7 @@ def floor(dataset_name: str, metrics: list[str]) -> dict[str, float]:
     scores = {m: v for m, v in evaluate(fake, rest, metrics, n_real=SAMPLES, seed=0).items() if m in metrics}
     if "fid_digitnet" in metrics:
         scores["classes"] = digit_classes(fake)
+        scores["recognisable"] = recognisable(fake)
     if fake.shape[1] == 3:
         scores["colour_gap"] = colour_gap(fake, data)
     return scores
