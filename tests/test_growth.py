@@ -118,6 +118,7 @@ def test_the_finalist_alone_trains_on_after_the_planned_generations():
     assert finalist.user_attrs["generation"] == 2 and finalist.user_attrs["parent"] == best.number
     assert json.loads(finalist.user_attrs[PLAN_ATTR]) == {"action": "train",
                                                            "channels": json.loads(best.user_attrs[PLAN_ATTR])["channels"]}
+    assert finalist.user_attrs["action"].startswith("finalist: train")  # run names and tables say so
     assert [t.user_attrs["parent"] for t in trials if t.user_attrs["generation"] == 3] == [finalist.number]
 
 

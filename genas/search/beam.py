@@ -146,6 +146,9 @@ class Beam:
         parent_arch = None
         if slot.parent is not None:
             parent_arch = next(t.user_attrs["arch"] for t in trials if t.number == slot.parent)
+        label = self.space.action_label(slot.params, parent_arch)
+        if self.finish and slot.generation == self.last:
+            label = f"finalist: {label}"
         return {GENERATION_ATTR: slot.generation, SLOT_ATTR: slot.key, PARENT_ATTR: slot.parent,
-                ACTION_ATTR: self.space.action_label(slot.params, parent_arch),
+                ACTION_ATTR: label,
                 PLAN_ATTR: json.dumps(slot.params, sort_keys=True), TOP_K_ATTR: list(slot.parents)}
