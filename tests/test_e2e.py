@@ -93,7 +93,7 @@ def test_mlflow_runs_match_trials(searched):
         assert run.data.tags["genas.action"] == t.user_attrs["action"]
         # named for people: "trial-3 · grow G+D 4→8 16ch 3×3"
         assert run.info.run_name == f"trial-{t.number} · {t.user_attrs['action']}"
-        assert t.user_attrs["action"].split()[0] in ("root", "train", "grow", "G", "D")
+        assert t.user_attrs["action"].removeprefix("finalist: ").split()[0] in ("root", "train", "grow", "G", "D")
         if t.state == TrialState.COMPLETE:
             assert run.info.status == "FINISHED"
             assert run.data.metrics["swd"] == pytest.approx(t.values[0])
