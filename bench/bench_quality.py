@@ -149,13 +149,16 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
            "champion": champion.number, "champion_images": champion.user_attrs.get("lineage_images"),
            "search_images": search_images, "search_seconds": searched_seconds,
            **{f"champion_{m}": v for m, v in score(generator, dataset, metrics).items()}}
-    parent = next((t for t in trials if t.number == champion.user_attrs.get("parent")), None)
-    if parent is not None and champion.params.get("action") == "train" and "mlflow_run_id" in parent.user_attrs:
-        # a dggan finalist: its parent is the search's best before the finishing images
-        before = genas.load(f"runs:/{parent.user_attrs['mlflow_run_id']}/model")
-        save_grid(before.sample(64, seed=0), out / f"{tag}-{space}-before-finish.png")
-        row.update({"before_finish_trial": parent.number, "before_finish_images": parent.user_attrs.get("lineage_images"),
-                    **{f"before_finish_{m}": v for m, v in score(before, dataset, metrics).items()}})
+    # a dggan finalist and its parent (the search's best before the finishing images), side by side
+    finalist = next((t for t in trials if str(t.user_attrs.get("action", "")).startswith("finalist:")
+                     and t.state.name == "COMPLETE"), None)
+    parent = next((t for t in trials if finalist is not None and t.number == finalist.user_attrs.get("parent")), None)
+    for key, trial in (("finalist", finalist), ("before_finish", parent)):
+        if trial is not None and "mlflow_run_id" in trial.user_attrs:
+            model = genas.load(f"runs:/{trial.user_attrs['mlflow_run_id']}/model")
+            save_grid(model.sample(64, seed=0), out / f"{tag}-{space}-{key.replace('_', '-')}.png")
+            row.update({f"{key}_trial": trial.number, f"{key}_images": trial.user_attrs.get("lineage_images"),
+                        **{f"{key}_{m}": v for m, v in score(model, dataset, metrics).items()}})
     baseline = study.user_attrs.get(BASELINE_ATTR)
     if baseline:
         ref = genas.load(f"runs:/{baseline['run_id']}/model")
