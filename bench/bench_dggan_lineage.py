@@ -27,6 +27,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from bench_dggan_r1 import config_for
 from bench_quality import digit_classes, machine, recognisable
 from genas.data import load_dataset, to_uint8
 from genas.evaluators import evaluate
@@ -60,16 +61,6 @@ def parse_variant(text: str) -> tuple[dict, dict, float, int, int]:
         else:
             raise SystemExit(f"unknown change {key!r}; use images, {', '.join(BUDGET_KEYS)} or {', '.join(OPTION_KEYS)}")
     return budget, options, factor, floor, finish
-
-
-def config_for(space, action: dict, parent: int | None, generation: int, lr: float) -> dict:  # noqa: ANN001
-    """The trial config the growth sampler would give this candidate."""
-    study = optuna.create_study()
-    study.enqueue_trial({**action, "lr": lr})
-    trial = study.ask()
-    trial.set_user_attr("parent", parent)
-    trial.set_user_attr("generation", generation)
-    return space.suggest(trial, None)
 
 
 def lineage(variant: str, seed: int, data, grids: Path | None) -> dict:  # noqa: ANN001
