@@ -122,6 +122,34 @@ def test_the_finalist_alone_trains_on_after_the_planned_generations():
     assert [t.user_attrs["parent"] for t in trials if t.user_attrs["generation"] == 3] == [finalist.number]
 
 
+def _done(number, value, **attrs):
+    t = create_trial(value=value, user_attrs={"full_resolution": True, **attrs})
+    t.number = number
+    return t
+
+
+@pytest.mark.parametrize("paired_parent, champion", [(19.0, 2), (18.0, 1), (18.5, 2), (None, 1)])
+def test_the_finalist_and_its_parent_are_chosen_between_on_the_finalists_draw(paired_parent, champion):
+    # the finalist's own 18.5 loses to its parent's 18.4 on separate draws; the paired score
+    # (the parent re-scored on the finalist's noise) decides between the two, a tie to the finalist
+    from genas.registry.promote import champion_candidates
+
+    finalist = {"finalist": True, "parent": 1}
+    if paired_parent is not None:
+        finalist["parent_values"] = [paired_parent]
+    trials = [_done(0, 30.0), _done(1, 18.4, parent=0), _done(2, 18.5, **finalist)]
+    candidates = champion_candidates(trials, [StudyDirection.MINIMIZE])
+    assert rank_trials(candidates, [StudyDirection.MINIMIZE])[0].number == champion
+    # only the pair's loser drops out; without a paired score, neither does
+    assert {t.number for t in candidates} == ({0, champion} if paired_parent is not None else {0, 1, 2})
+    # a better trial outside the pair still wins, and a maximised objective turns the comparison round
+    trials.append(_done(3, 10.0))
+    assert rank_trials(champion_candidates(trials, [StudyDirection.MINIMIZE]), [StudyDirection.MINIMIZE])[0].number == 3
+    if paired_parent is not None:
+        maxed = champion_candidates(trials[:3], [StudyDirection.MAXIMIZE])
+        assert {1, 2} - {t.number for t in maxed} == ({1} if paired_parent < 18.5 else {2} if paired_parent > 18.5 else {1})
+
+
 def test_the_plan_is_the_same_for_every_worker_and_params_follow_it():
     a, b = make_study(ToySpace(), seed=3, name="a"), make_study(ToySpace(), seed=3, name="b")
     plans = []

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Sequence
 
 import optuna
 from mlflow.exceptions import MlflowException
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from genas.errors import GenasError
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, client
+from genas.search.beam import FINALIST_ATTR, PARENT_ATTR, PARENT_VALUES_ATTR
 from genas.search.ranking import rank_trials
 
 log = logging.getLogger(__name__)
@@ -24,14 +27,37 @@ def eligible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and trial.user_attrs.get("full_resolution", True) is not False
 
 
+def paired_losers(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequence[StudyDirection]) -> set[int]:
+    """Of each finalist and its parent, the one that lost their paired comparison (the parent
+    re-scored on the finalist's draw, ``parent_values``; on the first objective, a tie to the
+    finalist, whose extra images are the point of it). Their own scores come from separate draws,
+    and the sampling noise between those is as large as what the finishing images change."""
+    losers: set[int] = set()
+    for t in trials:
+        paired = t.user_attrs.get(PARENT_VALUES_ATTR)
+        if t.state != TrialState.COMPLETE or not t.user_attrs.get(FINALIST_ATTR) or not paired:
+            continue
+        sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
+        finalist_wins = sign * t.values[0] <= sign * paired[0]
+        losers.add(t.user_attrs[PARENT_ATTR] if finalist_wins else t.number)
+    return losers
+
+
+def champion_candidates(trials: Sequence[optuna.trial.FrozenTrial],
+                        directions: Sequence[StudyDirection]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that may be registered as champion: complete, eligible, and no paired loser."""
+    losers = paired_losers(trials, directions)
+    return [t for t in trials if eligible(t) and t.number not in losers]
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The single best eligible trial; for several objectives, the Pareto trial best on the first
-    (ties: earliest)."""
+    """The single best champion candidate; for several objectives, the Pareto trial best on the
+    first (ties: earliest)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise GenasError(f"study {study.study_name!r} has no complete trial to register yet; "
                          "run more trials (`genas worker`) first")
-    candidates = [t for t in complete if eligible(t)]
+    candidates = champion_candidates(complete, study.directions)
     if not candidates:
         raise GenasError(f"study {study.study_name!r} has no complete trial at the dataset's resolution yet (its "
                          f"best grow as far as {max(t.user_attrs.get('resolution', 0) for t in complete)} px); "

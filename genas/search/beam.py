@@ -5,7 +5,10 @@ Generation 0 is the space's roots. Generation g is planned once generation g-1 i
 children the space proposes. When the space asks for it (``finish``), one generation follows the
 planned ones: the finalist, the best of the last planned generation, trains on alone (the
 space's :meth:`finish_action`), so the search's images go to choosing the model and the
-finishing images to the one model chosen. Each planned candidate is a *slot* ``g/i``; a trial takes the first
+finishing images to the one model chosen. The finalist's trial scores its parent again on its own
+draw (the same latent noise, real images and SWD directions), so that the choice between the two,
+which their separate scores leave to sampling noise, is a paired comparison
+(``genas/registry/promote.py``). Each planned candidate is a *slot* ``g/i``; a trial takes the first
 free slot (``genas/search/growth.py`` does it under a study-wide lock, so no two workers take the
 same one) and records it in its user attrs. A slot is free while no trial holds it (RUNNING,
 WAITING, COMPLETE or PRUNED) and fewer than ``MAX_ATTEMPTS`` trials of it failed; a generation is
@@ -36,6 +39,8 @@ GENERATION_ATTR = "generation"
 PARENT_ATTR = "parent"
 ACTION_ATTR = "action"
 TOP_K_ATTR = "genas:top_k"  # the generation's parents, best first
+FINALIST_ATTR = "finalist"  # True on the finishing generation's one trial
+PARENT_VALUES_ATTR = "parent_values"  # the finalist's parent re-scored on the finalist's draw
 MAX_ATTEMPTS = 2  # a slot whose trial failed is tried once more, then given up
 _LIVE = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -147,8 +152,10 @@ class Beam:
         if slot.parent is not None:
             parent_arch = next(t.user_attrs["arch"] for t in trials if t.number == slot.parent)
         label = self.space.action_label(slot.params, parent_arch)
-        if self.finish and slot.generation == self.last:
-            label = f"finalist: {label}"
-        return {GENERATION_ATTR: slot.generation, SLOT_ATTR: slot.key, PARENT_ATTR: slot.parent,
-                ACTION_ATTR: label,
-                PLAN_ATTR: json.dumps(slot.params, sort_keys=True), TOP_K_ATTR: list(slot.parents)}
+        finalist = self.finish and slot.generation == self.last
+        attrs = {GENERATION_ATTR: slot.generation, SLOT_ATTR: slot.key, PARENT_ATTR: slot.parent,
+                 ACTION_ATTR: f"finalist: {label}" if finalist else label,
+                 PLAN_ATTR: json.dumps(slot.params, sort_keys=True), TOP_K_ATTR: list(slot.parents)}
+        if finalist:
+            attrs[FINALIST_ATTR] = True
+        return attrs

@@ -26,10 +26,10 @@ from genas.data import Dataset
 from genas.errors import GenasError
 from genas.evaluators import evaluate
 from genas.images import save_grid
-from genas.registry.model import read_state, save_pyfunc_model, write_state
+from genas.registry.model import load_generator_from_dir, read_state, save_pyfunc_model, write_state
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, STATE_ARTIFACT, RunLogger, start_run
 from genas.report.labels import short
-from genas.search.beam import ACTION_ATTR, PARENT_ATTR
+from genas.search.beam import ACTION_ATTR, FINALIST_ATTR, PARENT_ATTR, PARENT_VALUES_ATTR
 from genas.search.study import StudySpec, pruning_warmup
 from genas.spaces.base import Generator, Space, Tensors, TrialContext, outputs_of
 
@@ -183,8 +183,37 @@ class Objective:
             raise GenasError(f"objective is not finite ({dict(zip(self.spec.objectives, values))})")
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
+        if trial.user_attrs.get(FINALIST_ATTR):
+            with self._timed("eval"):
+                self._score_parent(trial, run, own, images, ctx, seed)
         self._log_model(run, generator, grid, config)
         return values
+
+    def _score_parent(self, trial: optuna.Trial, run: RunLogger, own: list[str], images: list[str],
+                      ctx: TrialContext, seed: int) -> None:
+        """Score the finalist's parent on the finalist's own draw (latent noise, real images, SWD
+        directions): a paired comparison of the two, recorded as ``parent_values``. Separately drawn,
+        their scores differ by sampling noise as much as by the finishing images."""
+        budget = self.budget
+        parent_number = trial.user_attrs[PARENT_ATTR]
+        try:
+            parent_run = next(t.user_attrs[RUN_ID_ATTR] for t in trial.study.get_trials(deepcopy=False)
+                              if t.number == parent_number)
+            with tempfile.TemporaryDirectory() as tmp:
+                parent = load_generator_from_dir(RunLogger(parent_run).download(MODEL_ARTIFACT, Path(tmp)))
+        except Exception as exc:  # noqa: BLE001 - the finalist stands on its own score then
+            log.warning("the finalist's parent (trial %d) could not be loaded to compare with it (%s); "
+                        "the champion is chosen on their separate scores", parent_number, exc)
+            return
+        scores = self.space.score(parent, own, ctx) if own else {}
+        if images:
+            feature_fakes, swd_fakes = budget["eval_samples"], budget.get("swd_samples", budget["eval_samples"])
+            needed = max(swd_fakes if m == "swd" else feature_fakes for m in images)
+            scores.update(evaluate(parent.sample(needed, seed=seed), self.dataset, images, device=self.device,
+                                   seed=self.spec.seed, swd_fakes=swd_fakes, feature_fakes=feature_fakes))
+        values = [scores[o] for o in self.spec.objectives]
+        trial.set_user_attr(PARENT_VALUES_ATTR, values)
+        run.metrics({f"parent_{o}": v for o, v in zip(self.spec.objectives, values)}, step=self.images_done)
 
     def _time_split(self, total: float) -> dict[str, float]:
         """Where the trial's wall time went: training, evaluation, and genas itself (the rest).
