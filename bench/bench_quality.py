@@ -4,7 +4,8 @@
         --spaces dggan,progan,mspgsen,san --out bench/results/quality-small
 
 For every dataset and seed, each space runs as a user runs it, ``genas search SPACE --budget B
---dataset D --seed S`` (a subprocess, its own genas home), which also trains the no-search
+--dataset D --seed S`` (a subprocess, its own genas home; ``--dggan-set KEY=VALUE`` adds dggan
+options), which also trains the no-search
 reference: the ``dcgan`` space's trial 0, the paper's configuration, on the champion's own
 training images (``genas/search/baseline.py``). progan gets as many trials as fit in dggan's
 total search images (each progan trial trains on a dggan lineage's images), so that the two
@@ -64,7 +65,8 @@ def use_home(home: Path) -> None:
     configure_mlflow()
 
 
-def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials: int | None) -> float:
+def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials: int | None,
+           options: list[str] = ()) -> float:
     """Wall seconds of ``genas search``; a search this bench already finished in ``home`` is not rerun
     (an interrupted bench resumes where it stopped)."""
     done = home / f"{space}.wall"
@@ -72,7 +74,8 @@ def search(space: str, dataset: str, budget: str, seed: int, home: Path, trials:
         return float(done.read_text())
     start = time.perf_counter()
     run_genas(home, ["search", space, "--budget", budget, "--dataset", dataset, "--seed", str(seed)]
-              + (["--trials", str(trials)] if trials else []), home / f"{space}.log")
+              + (["--trials", str(trials)] if trials else []) + [a for o in options for a in ("--set", o)],
+              home / f"{space}.log")
     seconds = time.perf_counter() - start
     done.write_text(f"{seconds:.1f}")
     return seconds
@@ -208,6 +211,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--spaces", default="dggan,progan,mspgsen,san")
     p.add_argument("--out", default="bench/results/quality")
+    p.add_argument("--dggan-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dggan option for its searches (repeatable), e.g. finish=20000")
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -227,8 +232,10 @@ def main() -> None:
                     from genas.spaces import get_space
 
                     trials = max(1, round(search_images / get_space("progan").budget(args.budget)["images_per_trial"]))
-                wall = search(space, dataset, args.budget, seed, home, trials)
+                wall = search(space, dataset, args.budget, seed, home, trials,
+                              args.dggan_set if space == "dggan" else [])
                 row = {"dataset": dataset, "seed": seed, "budget": args.budget, "machine": machine(),
+                       **({"options": args.dggan_set} if space == "dggan" and args.dggan_set else {}),
                        "wall_seconds": wall, "load_15min": round(os.getloadavg()[2], 1), **collect(space, dataset, home, metrics, out, f"{dataset}-s{seed}"),
                        **{f"real_{m}": v for m, v in real.items()}}
                 if space == SEARCH_IMAGES_SPACE:
