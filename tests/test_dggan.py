@@ -197,7 +197,7 @@ def test_images_per_candidate_reach_the_budgets_lineage():
         assert all(n % s["batch_size"] == 0 for n in s["schedule"])
         assert abs(sum(s["schedule"]) - IMAGES["small"]) <= (generations + 1) * s["batch_size"]
         assert s["schedule"] == sorted(s["schedule"])  # later generations train longer
-        assert space.images_at(s, generations + 1) == s["finish"] == 10_016  # the finalist: half a lineage, whole batches
+        assert space.images_at(s, generations + 1) == s["finish"] == IMAGES["small"]  # the finalist: a lineage's images
         assert space.images_at(s, generations + 3) == s["schedule"][-1]  # past the plan: as the last one
     s = space.settings(space.resolve_options({"images": "1000", "ratio": "1", "generations": "6", "widths": "16,32"}),
                        "small", 32)
