@@ -137,3 +137,23 @@ def test_a_trial_ended_by_another_worker_is_recognised_and_not_fatal():
         study.tell(trial, 1.0)
     assert _ended_elsewhere(refused.value)
     assert not _ended_elsewhere(ValueError("some other problem"))
+
+
+def test_a_finalist_whose_parent_cannot_be_rescored_keeps_its_own_score(genas_home, monkeypatch):
+    # the paired re-scoring is an extra: when the parent's model cannot be read back, the finalist
+    # completes on its own score, and the champion is chosen on the separate scores
+    def unreadable(folder):
+        raise OSError(f"no model in {folder}")
+
+    monkeypatch.setattr("genas.search.objective.load_generator_from_dir", unreadable)
+    from genas.registry.promote import best_trial
+    from genas.spaces import get_space
+
+    spec = StudySpec("dggan", "digits", "tiny", ("swd",), "growth", "none", 0)
+    study = create_or_resume("dggan-digits", spec, open_storage())
+    trials = get_space("dggan").default_trials("tiny", get_space("dggan").resolve_options({}), 8)
+    study = run_worker(study, spec, n_trials=trials, timeout=None, device="cpu", stop_at_plan=True)
+    [finalist] = [t for t in study.get_trials() if t.user_attrs.get("finalist")]
+    assert finalist.state == TrialState.COMPLETE and "parent_values" not in finalist.user_attrs
+    at_full = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs["full_resolution"]]
+    assert best_trial(study).number == min(at_full, key=lambda t: (t.values[0], t.number)).number

@@ -31,7 +31,7 @@ def paired_losers(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequen
     """Of each finalist and its parent, the one that lost their paired comparison (the parent
     re-scored on the finalist's draw, ``parent_values``; on the first objective, a tie to the
     finalist, whose extra images are the point of it). Their own scores come from separate draws,
-    and the sampling noise between those is as large as what the finishing images change."""
+    whose sampling noise is comparable to what the finishing images change."""
     losers: set[int] = set()
     for t in trials:
         paired = t.user_attrs.get(PARENT_VALUES_ATTR)

@@ -192,8 +192,8 @@ class Objective:
     def _score_parent(self, trial: optuna.Trial, run: RunLogger, own: list[str], images: list[str],
                       ctx: TrialContext, seed: int) -> None:
         """Score the finalist's parent on the finalist's own draw (latent noise, real images, SWD
-        directions): a paired comparison of the two, recorded as ``parent_values``. Separately drawn,
-        their scores differ by sampling noise as much as by the finishing images."""
+        directions): a paired comparison of the two, recorded as ``parent_values``. Their own
+        scores carry the noise of two separate draws, comparable to what the finishing images change."""
         budget = self.budget
         parent_number = trial.user_attrs[PARENT_ATTR]
         try:
@@ -201,17 +201,17 @@ class Objective:
                               if t.number == parent_number)
             with tempfile.TemporaryDirectory() as tmp:
                 parent = load_generator_from_dir(RunLogger(parent_run).download(MODEL_ARTIFACT, Path(tmp)))
-        except Exception as exc:  # noqa: BLE001 - the finalist stands on its own score then
-            log.warning("the finalist's parent (trial %d) could not be loaded to compare with it (%s); "
-                        "the champion is chosen on their separate scores", parent_number, exc)
+            scores = self.space.score(parent, own, ctx) if own else {}
+            if images:
+                feature_fakes, swd_fakes = budget["eval_samples"], budget.get("swd_samples", budget["eval_samples"])
+                needed = max(swd_fakes if m == "swd" else feature_fakes for m in images)
+                scores.update(evaluate(parent.sample(needed, seed=seed), self.dataset, images, device=self.device,
+                                       seed=self.spec.seed, swd_fakes=swd_fakes, feature_fakes=feature_fakes))
+            values = [scores[o] for o in self.spec.objectives]
+        except Exception as exc:  # noqa: BLE001 - the finalist keeps its own score; losing it would lose its images
+            log.warning("the finalist's parent (trial %d) could not be scored beside it (%s); the champion is "
+                        "chosen on their separate scores", parent_number, exc)
             return
-        scores = self.space.score(parent, own, ctx) if own else {}
-        if images:
-            feature_fakes, swd_fakes = budget["eval_samples"], budget.get("swd_samples", budget["eval_samples"])
-            needed = max(swd_fakes if m == "swd" else feature_fakes for m in images)
-            scores.update(evaluate(parent.sample(needed, seed=seed), self.dataset, images, device=self.device,
-                                   seed=self.spec.seed, swd_fakes=swd_fakes, feature_fakes=feature_fakes))
-        values = [scores[o] for o in self.spec.objectives]
         trial.set_user_attr(PARENT_VALUES_ATTR, values)
         run.metrics({f"parent_{o}": v for o, v in zip(self.spec.objectives, values)}, step=self.images_done)
 

@@ -14,7 +14,7 @@ finishing images to the model chosen. The 32x32 images are the ones that pay (``
 20,000 finishing images gained what doubling every generation gained, at one candidate's cost
 instead of twice the search's); on the README's main job at seed 0 the 20,000 finishing images
 took the share of samples digitnet reads as a digit from 36% (the parent) to 60% (half as many:
-49%), for about 2.5 min of its 13 (bench/README.md).
+49%), for about 1.5 min more of the job's 11 (bench/README.md).
 
 Images per generation grow geometrically, ``images_g = images_0 * ratio ** g``: a lineage spends
 little at 4x4 and most of its images at the resolutions that make the samples (at equal images a
