@@ -142,7 +142,6 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
     def _run(self, trial: optuna.Trial, run: RunLogger) -> list[float]:
-        budget = self.budget
         seed = self.spec.seed * 100_003 + trial.number
         ctx = self._context(trial, run, seed)
         config = self.space.suggest(trial, ctx)
@@ -158,19 +157,9 @@ class Objective:
         names = self.space.final_metrics(self.spec.objectives, self.dataset)
         own = [m for m in names if m in self.space.own_metrics]
         images = [m for m in names if m not in own]
-        grid = None
         with self._timed("eval"):
-            metrics = self.space.score(generator, own, ctx) if own else {}
-            if outputs_of(generator) == "images":  # scored on images, or not: people look at a grid
-                feature_fakes, swd_fakes = budget["eval_samples"], budget.get("swd_samples", budget["eval_samples"])
-                needed = max([GRID_SAMPLES] + [swd_fakes if m == "swd" else feature_fakes for m in images])
-                fake = generator.sample(needed, seed=seed)
-                if images:
-                    scores = evaluate(fake, self.dataset, images, device=self.device, seed=self.spec.seed,
-                                      swd_fakes=swd_fakes, feature_fakes=feature_fakes)
-                    metrics.update(scores)
-                    run.params(scores.counts)  # which protocol made the numbers: FID-1k is not FID-10k
-                grid = fake[:GRID_SAMPLES]
+            metrics, grid, counts = self._score(generator, own, images, ctx, seed, grid_samples=GRID_SAMPLES)
+        run.params(counts)  # which protocol made the numbers: FID-1k is not FID-10k
         run.metrics(metrics, step=self.images_done)
         if grid is not None:
             run.image(grid, "samples", self.images_done)
@@ -189,24 +178,38 @@ class Objective:
         self._log_model(run, generator, grid, config)
         return values
 
+    def _score(self, generator: Generator, own: list[str], images: list[str], ctx: TrialContext, seed: int,
+               grid_samples: int = 0) -> tuple[dict[str, float], torch.Tensor | None, dict[str, int]]:
+        """The final metrics of ``generator`` on the latent draw ``seed``, the first ``grid_samples``
+        of its samples (an image generator is looked at, scored on images or not) and the counts
+        of images behind each metric."""
+        metrics = self.space.score(generator, own, ctx) if own else {}
+        if outputs_of(generator) != "images":
+            return metrics, None, {}
+        budget = self.budget
+        feature_fakes, swd_fakes = budget["eval_samples"], budget.get("swd_samples", budget["eval_samples"])
+        needed = max([grid_samples] + [swd_fakes if m == "swd" else feature_fakes for m in images])
+        fake = generator.sample(needed, seed=seed)
+        counts: dict[str, int] = {}
+        if images:
+            scores = evaluate(fake, self.dataset, images, device=self.device, seed=self.spec.seed,
+                              swd_fakes=swd_fakes, feature_fakes=feature_fakes)
+            metrics.update(scores)
+            counts = scores.counts
+        return metrics, (fake[:grid_samples] if grid_samples else None), counts
+
     def _score_parent(self, trial: optuna.Trial, run: RunLogger, own: list[str], images: list[str],
                       ctx: TrialContext, seed: int) -> None:
         """Score the finalist's parent on the finalist's own draw (latent noise, real images, SWD
         directions): a paired comparison of the two, recorded as ``parent_values``. Their own
         scores carry the noise of two separate draws, comparable to what the finishing images change."""
-        budget = self.budget
         parent_number = trial.user_attrs[PARENT_ATTR]
         try:
             parent_run = next(t.user_attrs[RUN_ID_ATTR] for t in trial.study.get_trials(deepcopy=False)
                               if t.number == parent_number)
             with tempfile.TemporaryDirectory() as tmp:
                 parent = load_generator_from_dir(RunLogger(parent_run).download(MODEL_ARTIFACT, Path(tmp)))
-            scores = self.space.score(parent, own, ctx) if own else {}
-            if images:
-                feature_fakes, swd_fakes = budget["eval_samples"], budget.get("swd_samples", budget["eval_samples"])
-                needed = max(swd_fakes if m == "swd" else feature_fakes for m in images)
-                scores.update(evaluate(parent.sample(needed, seed=seed), self.dataset, images, device=self.device,
-                                       seed=self.spec.seed, swd_fakes=swd_fakes, feature_fakes=feature_fakes))
+            scores, _, _ = self._score(parent, own, images, ctx, seed)
             values = [scores[o] for o in self.spec.objectives]
         except Exception as exc:  # noqa: BLE001 - the finalist keeps its own score; losing it would lose its images
             log.warning("the finalist's parent (trial %d) could not be scored beside it (%s); the champion is "
