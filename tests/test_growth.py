@@ -132,7 +132,8 @@ def _done(number, value, **attrs):
 def test_the_finalist_and_its_parent_are_chosen_between_on_the_finalists_draw(paired_parent, champion):
     # the finalist's own 18.5 loses to its parent's 18.4 on separate draws; the paired score
     # (the parent re-scored on the finalist's noise) decides between the two, a tie to the finalist
-    from genas.registry.promote import champion_candidates
+    from genas.cli.display import champion_caption
+    from genas.registry.promote import champion_candidates, champion_number
 
     finalist = {"finalist": True, "parent": 1}
     if paired_parent is not None:
@@ -142,6 +143,10 @@ def test_the_finalist_and_its_parent_are_chosen_between_on_the_finalists_draw(pa
     assert rank_trials(candidates, [StudyDirection.MINIMIZE])[0].number == champion
     # only the pair's loser drops out; without a paired score, neither does
     assert {t.number for t in candidates} == ({0, champion} if paired_parent is not None else {0, 1, 2})
+    assert champion_number(trials, [StudyDirection.MINIMIZE]) == champion
+    if champion == 2:  # the leaderboard's first row is the parent: its caption says why the star is not there
+        caption = champion_caption(trials[2], trials[1])
+        assert "trial 2" in caption and "18.500" in caption and f"{paired_parent:.3f}" in caption
     # a better trial outside the pair still wins, and a maximised objective turns the comparison round
     trials.append(_done(3, 10.0))
     assert rank_trials(champion_candidates(trials, [StudyDirection.MINIMIZE]), [StudyDirection.MINIMIZE])[0].number == 3

@@ -62,6 +62,7 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
     from optuna.trial import TrialState
     from rich.table import Table
 
+    from genas.registry.promote import champion_number
     from genas.search.ranking import rank_trials
     from genas.spaces.base import get_space
 
@@ -82,10 +83,26 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
         table.add_column("parent")
     table.add_column("action / params")
     table.add_column("duration", justify="right")
-    for i, t in enumerate(rank_trials(complete, study.directions)[:limit] if complete else []):
+    ranked = rank_trials(complete, study.directions) if complete else []
+    champion = champion_number(complete, study.directions)
+    for i, t in enumerate(ranked[:limit]):
         duration = f"{t.duration.total_seconds():.0f}s" if t.duration else "-"
         lineage = [generation_label(t), parent_label(t)] if grows else []
-        table.add_row(str(i + 1), str(t.number), *(f"{v:.3f}" for v in t.values),
-                      *(short(t.user_attrs.get(k, "")) for k in extra), images_label(t), *lineage,
-                      detail(t), duration)
+        table.add_row(str(i + 1), f"{t.number} ★" if t.number == champion else str(t.number),
+                      *(f"{v:.3f}" for v in t.values), *(short(t.user_attrs.get(k, "")) for k in extra),
+                      images_label(t), *lineage, detail(t), duration)
+    if champion is not None and ranked and ranked[0].number != champion:
+        table.caption = champion_caption(next(t for t in complete if t.number == champion), ranked[0])
     console().print(table)
+
+
+def champion_caption(champion, first) -> str:  # noqa: ANN001 - FrozenTrials
+    """Why the champion (★) is not the first row: a finalist and its parent compared on one draw,
+    or a first row below the dataset's resolution."""
+    for finalist, parent in ((champion, first), (first, champion)):
+        paired = finalist.user_attrs.get("parent_values")
+        if paired and finalist.user_attrs.get("parent") == parent.number:
+            return (f"★ champion: trial {champion.number}. Scored on one draw, the finalist (trial {finalist.number}) "
+                    f"had {finalist.values[0]:.3f} and its parent (trial {parent.number}) {paired[0]:.3f}")
+    return (f"★ champion: trial {champion.number}, the best at the dataset's resolution "
+            "(of a finalist and its parent, the winner on one draw)")

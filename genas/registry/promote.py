@@ -50,6 +50,13 @@ def champion_candidates(trials: Sequence[optuna.trial.FrozenTrial],
     return [t for t in trials if eligible(t) and t.number not in losers]
 
 
+def champion_number(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequence[StudyDirection]) -> int | None:
+    """The trial :func:`best_trial` registers, from a study's trials; None while there is none."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    candidates = champion_candidates(complete, directions)
+    return rank_trials(candidates, directions)[0].number if candidates else None
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The single best champion candidate; for several objectives, the Pareto trial best on the
     first (ties: earliest)."""

@@ -44,14 +44,13 @@ class ReportParts:
 
 
 def build_report(study: optuna.Study, spec: StudySpec, best_samples: int = BEST_SAMPLES) -> ReportParts:
-    from genas.registry.promote import champion_candidates
+    from genas.registry.promote import champion_number
     from genas.search.ranking import rank_trials
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     ranked = rank_trials(complete, study.directions) if complete else []
-    candidates = {t.number for t in champion_candidates(complete, study.directions)}
-    champion = next((t.number for t in ranked if t.number in candidates), None)
+    champion = champion_number(complete, study.directions)
     parts = ReportParts(study.study_name, spec, trials, ranked, champion,
                         switches=switch_effects(trials, study.directions[0]),
                         directions=[d.name.lower() for d in study.directions])
