@@ -136,6 +136,7 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
     from genas.images import save_grid
     from genas.registry.promote import best_trial
     from genas.search.baseline import BASELINE_ATTR
+    from genas.search.beam import FINALIST_ATTR
 
     use_home(home)
     dataset = load_dataset(dataset_name)
@@ -153,8 +154,7 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
            "search_images": search_images, "search_seconds": searched_seconds,
            **{f"champion_{m}": v for m, v in score(generator, dataset, metrics).items()}}
     # a dggan finalist and its parent (the search's best before the finishing images), side by side
-    finalist = next((t for t in trials if str(t.user_attrs.get("action", "")).startswith("finalist:")
-                     and t.state.name == "COMPLETE"), None)
+    finalist = next((t for t in trials if t.user_attrs.get(FINALIST_ATTR) and t.state.name == "COMPLETE"), None)
     parent = next((t for t in trials if finalist is not None and t.number == finalist.user_attrs.get("parent")), None)
     for key, trial in (("finalist", finalist), ("before_finish", parent)):
         if trial is not None and "mlflow_run_id" in trial.user_attrs:

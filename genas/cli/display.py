@@ -99,9 +99,11 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
 def champion_caption(champion, first) -> str:  # noqa: ANN001 - FrozenTrials
     """Why the champion (★) is not the first row: a finalist and its parent compared on one draw,
     or a first row below the dataset's resolution."""
+    from genas.search.beam import PARENT_ATTR, PARENT_VALUES_ATTR
+
     for finalist, parent in ((champion, first), (first, champion)):
-        paired = finalist.user_attrs.get("parent_values")
-        if paired and finalist.user_attrs.get("parent") == parent.number:
+        paired = finalist.user_attrs.get(PARENT_VALUES_ATTR)
+        if paired and finalist.user_attrs.get(PARENT_ATTR) == parent.number:
             return (f"★ champion: trial {champion.number}. Scored on one draw, the finalist (trial {finalist.number}) "
                     f"had {finalist.values[0]:.3f} and its parent (trial {parent.number}) {paired[0]:.3f}")
     return (f"★ champion: trial {champion.number}, the best at the dataset's resolution "

@@ -32,12 +32,12 @@ def paired_losers(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequen
     re-scored on the finalist's draw, ``parent_values``; on the first objective, a tie to the
     finalist, whose extra images are the point of it). Their own scores come from separate draws,
     whose sampling noise is comparable to what the finishing images change."""
+    sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
     losers: set[int] = set()
     for t in trials:
         paired = t.user_attrs.get(PARENT_VALUES_ATTR)
         if t.state != TrialState.COMPLETE or not t.user_attrs.get(FINALIST_ATTR) or not paired:
             continue
-        sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
         finalist_wins = sign * t.values[0] <= sign * paired[0]
         losers.add(t.user_attrs[PARENT_ATTR] if finalist_wins else t.number)
     return losers

@@ -53,6 +53,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def trial_run(study: optuna.Study, number: int) -> RunLogger:
+    """The MLflow run of trial ``number``; GenasError when it has none."""
+    matches = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    run_id = matches[0].user_attrs.get(RUN_ID_ATTR) if matches else None
+    if run_id is None:
+        raise GenasError(f"parent trial {number} has no MLflow run; its lineage cannot be continued")
+    return RunLogger(run_id)
+
+
 @dataclass
 class Progress:
     """Hooks for a progress display (the CLI's); all optional."""
@@ -205,10 +214,8 @@ class Objective:
         scores carry the noise of two separate draws, comparable to what the finishing images change."""
         parent_number = trial.user_attrs[PARENT_ATTR]
         try:
-            parent_run = next(t.user_attrs[RUN_ID_ATTR] for t in trial.study.get_trials(deepcopy=False)
-                              if t.number == parent_number)
             with tempfile.TemporaryDirectory() as tmp:
-                parent = load_generator_from_dir(RunLogger(parent_run).download(MODEL_ARTIFACT, Path(tmp)))
+                parent = load_generator_from_dir(trial_run(trial.study, parent_number).download(MODEL_ARTIFACT, Path(tmp)))
             scores, _, _ = self._score(parent, own, images, ctx, seed)
             values = [scores[o] for o in self.spec.objectives]
         except Exception as exc:  # noqa: BLE001 - the finalist keeps its own score; losing it would lose its images
@@ -300,13 +307,8 @@ class Objective:
     @staticmethod
     def load_trial_state(study: optuna.Study, number: int) -> tuple[dict, Tensors]:
         """The training state a finished trial saved, read back from its MLflow run's artifacts."""
-        matches = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-        run_id = matches[0].user_attrs.get(RUN_ID_ATTR) if matches else None
-        if run_id is None:
-            raise GenasError(f"parent trial {number} has no MLflow run; its lineage cannot be continued")
         with tempfile.TemporaryDirectory() as tmp:
-            folder = RunLogger(run_id).download(STATE_ARTIFACT, Path(tmp))
-            return read_state(folder)
+            return read_state(trial_run(study, number).download(STATE_ARTIFACT, Path(tmp)))
 
     def _log_model(self, run: RunLogger, generator: Generator, grid: torch.Tensor | None, config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
