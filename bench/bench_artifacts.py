@@ -12,6 +12,9 @@ still score well. This script puts numbers on what the grids show, for any genas
 - ``band_<side>``: Haar detail energy at each scale (the image minus its 2x2-block means, then
   the same one level down, ...), the samples' over the data's; 1 = as much detail as the data at
   that scale, near 0 = flat blocks of that size.
+- ``frame``: how far each image's outermost 1-pixel ring departs from the ring two pixels further
+  in (per image and channel, the two rings' mean values), the samples' over the data's; a frame
+  drawn round every sample (a border the padding of the convolutions left) is far above 1.
 
     python bench/bench_artifacts.py --dataset photos --n 1000 \
         san=models:/genas-san-photos@champion  nrpa=/path/to/home:models:/genas-san-photos@champion
@@ -69,10 +72,25 @@ def band_energy(images: torch.Tensor) -> dict[int, float]:
     return out
 
 
+def ring_mean(images: torch.Tensor, inset: int) -> torch.Tensor:
+    """Per image and channel, the mean of the 1-pixel ring ``inset`` pixels in from the edge [N, C]."""
+    x = images.float()
+    inner = x[..., inset:x.shape[-2] - inset, inset:x.shape[-1] - inset]
+    core = inner[..., 1:-1, 1:-1]
+    n_ring = inner.shape[-2] * inner.shape[-1] - core.shape[-2] * core.shape[-1]
+    return (inner.sum(dim=(2, 3)) - core.sum(dim=(2, 3))) / n_ring
+
+
+def frame_contrast(images: torch.Tensor) -> float:
+    """Mean |outermost ring - the ring two pixels in| over images and channels."""
+    return (ring_mean(images, 0) - ring_mean(images, 2)).abs().mean().item()
+
+
 def measure(images: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    """Peak ratios of ``images`` and their band energy relative to ``real``'s ([-1, 1] floats)."""
+    """Peak ratios of ``images``, their band energy and frame relative to ``real``'s ([-1, 1] floats)."""
     bands, real_bands = band_energy(images), band_energy(real)
-    return {**peak_ratios(images), **{f"band_{s}": bands[s] / real_bands[s] for s in sorted(bands, reverse=True)}}
+    return {**peak_ratios(images), **{f"band_{s}": bands[s] / real_bands[s] for s in sorted(bands, reverse=True)},
+            "frame": frame_contrast(images) / frame_contrast(real)}
 
 
 def load_samples(spec: str, n: int, seed: int) -> tuple[str, torch.Tensor]:

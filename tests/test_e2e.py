@@ -114,15 +114,18 @@ def test_champion_alias_points_at_best_trial(searched):
     version = MlflowClient().get_model_version_by_alias(MODEL, "champion")
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{home / 'optuna.db'}")
     at_full = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs["full_resolution"]]
-    # the finalist's trial re-scored its parent on its own draw; of the two, that comparison's loser
-    # may not be champion
+    # the finalist's trial re-scored its parent on its own draw and both on two draws more; of the
+    # two, the parent is champion only if better on every draw
     [finalist] = [t for t in at_full if t.user_attrs.get("finalist")]
     [paired] = finalist.user_attrs["parent_values"]
     parent = next(t for t in at_full if t.number == finalist.user_attrs["parent"])
     assert paired != parent.values[0]  # a new draw, not the parent's own score copied
     run = MlflowClient().get_run(finalist.user_attrs["mlflow_run_id"])
     assert run.data.metrics["parent_swd"] == pytest.approx(paired)
-    loser = parent.number if finalist.values[0] <= paired else finalist.number
+    draws = finalist.user_attrs["paired_draws"]
+    assert len(draws) == 3 and draws[0] == [finalist.values[0], paired]
+    assert len({f for f, _ in draws}) == 3 and len({p for _, p in draws}) == 3  # three latent draws, not one thrice
+    loser = finalist.number if all(p < f for f, p in draws) else parent.number
     best = min((t for t in at_full if t.number != loser), key=lambda t: (t.values[0], t.number))
     assert version.run_id == best.user_attrs["mlflow_run_id"]
     assert best.user_attrs["resolution"] == 32

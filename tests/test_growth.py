@@ -155,6 +155,25 @@ def test_the_finalist_and_its_parent_are_chosen_between_on_the_finalists_draw(pa
         assert {1, 2} - {t.number for t in maxed} == ({1} if paired_parent < 18.5 else {2} if paired_parent > 18.5 else {1})
 
 
+@pytest.mark.parametrize("draws, champion", [
+    ([[18.5, 18.0], [18.2, 18.1], [18.3, 18.2]], 1),  # the parent better on every draw: it displaces the finalist
+    ([[18.5, 18.0], [18.2, 18.4], [18.3, 18.2]], 2),  # better on two of three: noise, the finalist stays
+    ([[18.5, 18.0], [18.2, 18.2], [18.3, 18.2]], 2),  # a tie on one draw is no win
+])
+def test_the_parent_displaces_the_finalist_only_when_better_on_every_paired_draw(draws, champion):
+    from genas.cli.display import champion_caption
+    from genas.registry.promote import champion_number, paired_losers
+
+    finalist = {"finalist": True, "parent": 1, "parent_values": [draws[0][1]], "paired_draws": draws}
+    trials = [_done(0, 30.0), _done(1, 18.4, parent=0), _done(2, 18.5, **finalist)]
+    assert champion_number(trials, [StudyDirection.MINIMIZE]) == champion
+    caption = champion_caption(trials[2], trials[1]) if champion == 2 else champion_caption(trials[1], trials[2])
+    assert "same 3 draws" in caption and "18.500 / 18.200 / 18.300" in caption
+    assert " / ".join(f"{p:.3f}" for _, p in draws) in caption
+    # maximised, the same numbers turn round: the parent is lower on the first draw, so it cannot win every draw
+    assert paired_losers(trials, [StudyDirection.MAXIMIZE]) == {1}
+
+
 def test_the_plan_is_the_same_for_every_worker_and_params_follow_it():
     a, b = make_study(ToySpace(), seed=3, name="a"), make_study(ToySpace(), seed=3, name="b")
     plans = []

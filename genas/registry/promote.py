@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from genas.errors import GenasError
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, client
-from genas.search.beam import FINALIST_ATTR, PARENT_ATTR, PARENT_VALUES_ATTR
+from genas.search.beam import FINALIST_ATTR, PAIRED_DRAWS_ATTR, PARENT_ATTR, PARENT_VALUES_ATTR
 from genas.search.ranking import rank_trials
 
 log = logging.getLogger(__name__)
@@ -28,18 +28,21 @@ def eligible(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def paired_losers(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequence[StudyDirection]) -> set[int]:
-    """Of each finalist and its parent, the one that lost their paired comparison (the parent
-    re-scored on the finalist's draw, ``parent_values``; on the first objective, a tie to the
-    finalist, whose extra images are the point of it). Their own scores come from separate draws,
-    whose sampling noise is comparable to what the finishing images change."""
+    """Of each finalist and its parent, the one that lost their paired comparison, on the first
+    objective: the parent displaces the finalist only when it scores better on every paired draw
+    (``paired_draws``: the finalist's own draw and ``PAIRED_DRAWS - 1`` more); a split or a tie
+    keeps the finalist, whose extra images are the point of it. Trials from before the extra
+    draws hold only the finalist's own draw (``parent_values``). Their own scores come from
+    separate draws, whose sampling noise is comparable to what the finishing images change."""
     sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
     losers: set[int] = set()
     for t in trials:
         paired = t.user_attrs.get(PARENT_VALUES_ATTR)
         if t.state != TrialState.COMPLETE or not t.user_attrs.get(FINALIST_ATTR) or not paired:
             continue
-        finalist_wins = sign * t.values[0] <= sign * paired[0]
-        losers.add(t.user_attrs[PARENT_ATTR] if finalist_wins else t.number)
+        draws = t.user_attrs.get(PAIRED_DRAWS_ATTR) or [[t.values[0], paired[0]]]
+        parent_wins = all(sign * parent < sign * finalist for finalist, parent in draws)
+        losers.add(t.number if parent_wins else t.user_attrs[PARENT_ATTR])
     return losers
 
 

@@ -6,9 +6,9 @@ children the space proposes. When the space asks for it (``finish``), one genera
 planned ones: the finalist, the best of the last planned generation, trains on alone (the
 space's :meth:`finish_action`), so the search's images go to choosing the model and the
 finishing images to the one model chosen. The finalist's trial scores its parent again on its own
-draw (the same latent noise, real images and SWD directions), so that the choice between the two,
-which their separate scores leave to sampling noise, is a paired comparison
-(``genas/registry/promote.py``). Each planned candidate is a *slot* ``g/i``; a trial takes the first
+draw (the same latent noise, real images and SWD directions) and both on ``PAIRED_DRAWS - 1``
+latent draws more, so that the choice between the two, which their separate scores leave to
+sampling noise, is a paired comparison (``genas/registry/promote.py``). Each planned candidate is a *slot* ``g/i``; a trial takes the first
 free slot (``genas/search/growth.py`` does it under a study-wide lock, so no two workers take the
 same one) and records it in its user attrs. A slot is free while no trial holds it (RUNNING,
 WAITING, COMPLETE or PRUNED) and fewer than ``MAX_ATTEMPTS`` trials of it failed; a generation is
@@ -41,6 +41,8 @@ ACTION_ATTR = "action"
 TOP_K_ATTR = "genas:top_k"  # the generation's parents, best first
 FINALIST_ATTR = "finalist"  # True on the finishing generation's one trial
 PARENT_VALUES_ATTR = "parent_values"  # the finalist's parent re-scored on the finalist's draw
+PAIRED_DRAWS_ATTR = "paired_draws"  # [[finalist, parent], ...] on the first objective, one pair per latent draw
+PAIRED_DRAWS = 3  # the finalist's own draw and two more: the parent must win all three to displace it
 MAX_ATTEMPTS = 2  # a slot whose trial failed is tried once more, then given up
 _LIVE = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -29,7 +29,8 @@ from genas.images import save_grid
 from genas.registry.model import load_generator_from_dir, read_state, save_pyfunc_model, write_state
 from genas.registry.tracking import MODEL_ARTIFACT, RUN_ID_ATTR, STATE_ARTIFACT, RunLogger, start_run
 from genas.report.labels import short
-from genas.search.beam import ACTION_ATTR, FINALIST_ATTR, PARENT_ATTR, PARENT_VALUES_ATTR
+from genas.search.beam import (ACTION_ATTR, FINALIST_ATTR, PAIRED_DRAWS, PAIRED_DRAWS_ATTR, PARENT_ATTR,
+                               PARENT_VALUES_ATTR)
 from genas.search.study import StudySpec, pruning_warmup
 from genas.spaces.base import Generator, Space, Tensors, TrialContext, outputs_of
 
@@ -39,6 +40,7 @@ FAIL_REASON_ATTR = "fail_reason"
 WORKER_ATTR = "worker"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 GRID_SAMPLES = 64
+PAIRED_DRAW_STRIDE = 7_919  # latent seeds of the finalist's extra paired draws: seed + k * this
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -183,7 +185,7 @@ class Objective:
             trial.set_user_attr(key, value)
         if trial.user_attrs.get(FINALIST_ATTR):
             with self._timed("eval"):
-                self._score_parent(trial, run, own, images, ctx, seed)
+                self._score_parent(trial, run, generator, values[0], own, images, ctx, seed)
         self._log_model(run, generator, grid, config)
         return values
 
@@ -207,22 +209,32 @@ class Objective:
             counts = scores.counts
         return metrics, (fake[:grid_samples] if grid_samples else None), counts
 
-    def _score_parent(self, trial: optuna.Trial, run: RunLogger, own: list[str], images: list[str],
-                      ctx: TrialContext, seed: int) -> None:
+    def _score_parent(self, trial: optuna.Trial, run: RunLogger, finalist: Generator, finalist_value: float,
+                      own: list[str], images: list[str], ctx: TrialContext, seed: int) -> None:
         """Score the finalist's parent on the finalist's own draw (latent noise, real images, SWD
-        directions): a paired comparison of the two, recorded as ``parent_values``. Their own
-        scores carry the noise of two separate draws, comparable to what the finishing images change."""
+        directions), recorded as ``parent_values``, and both of them on ``PAIRED_DRAWS - 1`` latent
+        draws more (first objective only), recorded with the first as ``paired_draws``: a paired
+        comparison of the two. Their own scores carry the noise of two separate draws, comparable
+        to what the finishing images change, and one paired draw still leaves some of it."""
         parent_number = trial.user_attrs[PARENT_ATTR]
+        first = self.spec.objectives[0]
+        first_own, first_images = ([first], []) if first in own else ([], [first])
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 parent = load_generator_from_dir(trial_run(trial.study, parent_number).download(MODEL_ARTIFACT, Path(tmp)))
             scores, _, _ = self._score(parent, own, images, ctx, seed)
             values = [scores[o] for o in self.spec.objectives]
+            draws = [[finalist_value, values[0]]]
+            for draw in range(1, PAIRED_DRAWS):
+                draw_seed = seed + draw * PAIRED_DRAW_STRIDE
+                draws.append([self._score(model, first_own, first_images, ctx, draw_seed)[0][first]
+                              for model in (finalist, parent)])
         except Exception as exc:  # noqa: BLE001 - the finalist keeps its own score; losing it would lose its images
             log.warning("the finalist's parent (trial %d) could not be scored beside it (%s); the champion is "
                         "chosen on their separate scores", parent_number, exc)
             return
         trial.set_user_attr(PARENT_VALUES_ATTR, values)
+        trial.set_user_attr(PAIRED_DRAWS_ATTR, draws)
         run.metrics({f"parent_{o}": v for o, v in zip(self.spec.objectives, values)}, step=self.images_done)
 
     def _time_split(self, total: float) -> dict[str, float]:
