@@ -20,7 +20,7 @@ from genas.spaces.mspgsen.blocks import DEMA, GCTDRN, GlobalEnhance, PlainBlock,
 from genas.spaces.mspgsen.feedback import APFL, batch_swd, lookahead_images
 from genas.spaces.mspgsen.generator import MSPGSENGenerator
 from genas.spaces.mspgsen.networks import AuxD, DNet, GNet, set_level
-from genas.spaces.mspgsen.space import BALANCER_ATTR, MODULES, build_arch, build_hyper
+from genas.spaces.mspgsen.space import BALANCER_ATTR, BASE_KEYS, MODULES, build_arch, build_hyper
 from genas.spaces.mspgsen.train import Hyper, Trainer
 
 ALL_ON = {"lr_g": 1e-3, "lr_d": 1e-3, "width": 8, "latent": 16, "batch_size": 16, "n_critic": 1, "r1_gamma": 1.0,
@@ -406,11 +406,14 @@ def test_suggest_asks_a_module_knobs_only_when_it_is_on():
             "apfl_gamma", "balance_decay_ema", "eps_start", "reward_mix"} <= set(on)
 
 
-def test_trial_0_is_the_source_configuration_with_every_param_named():
+def test_trial_0_is_the_source_configuration_with_every_param_named_and_trial_1_has_every_module_off():
     space = get_space("mspgsen")
     for budget in ("tiny", "small", "full"):
-        (source,) = space.initial_trials(budget)
+        source, base = space.initial_trials(budget)
         assert all(source[m] is True for m in MODULES)
+        # trial 1 is the baseline of the ablation: the same network and settings, every module off
+        assert all(base[m] is False for m in MODULES)
+        assert {k: v for k, v in base.items() if k not in MODULES} == {k: source[k] for k in BASE_KEYS}
         assert source["kernels"] == "3-5-7" and source["batch_size"] == 16 and source["dropout"] == 0.1
         assert source["contrastive"] and source["apfl_meta"] and source["balance_decay_ema"]
         study = optuna.create_study()
@@ -422,6 +425,12 @@ def test_trial_0_is_the_source_configuration_with_every_param_named():
         hp = build_hyper(config, space.budget(budget))
         assert hp.apfl_meta and hp.balance and hp.balance_decay_ema and hp.afe and hp.feature_matching
         assert build_arch(config, 32, 1)["kernels"] == [3, 5, 7]
+        study.enqueue_trial(base)
+        trial = study.ask()
+        config = space.suggest(trial, ctx)
+        assert trial.params == base  # no knob of a module that is off is asked for
+        hp = build_hyper(config, space.budget(budget))
+        assert not (hp.apfl or hp.balance or hp.afe or hp.feature_matching or hp.progressive)
 
 
 def test_tiny_trial_records_its_modules_and_samples_from_the_ema_g_at_the_dataset_resolution():

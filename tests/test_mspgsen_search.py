@@ -18,8 +18,10 @@ def test_tiny_mspgsen_search_registers_a_champion_that_samples(genas_home):
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 2
     first = min(study.trials, key=lambda t: t.number)
-    (source,) = get_space("mspgsen").initial_trials("tiny")
+    source, base = get_space("mspgsen").initial_trials("tiny")
     assert first.params == source and first.user_attrs["initial"] is True  # the method as written runs first
+    second = next(t for t in study.trials if t.number == first.number + 1)
+    assert second.params == base and second.user_attrs["modules"]["gctdrn"] is False  # then its baseline
     assert first.user_attrs["modules"]["apfl_meta"] and first.user_attrs["modules"]["balance_decay_ema"]
     assert BALANCER_ATTR in first.user_attrs and first.user_attrs["balancer"]["warm_from"] is None
     for t in complete:
