@@ -3,20 +3,20 @@
 Generation 0 is the space's roots. Generation g is planned once generation g-1 is finished: the
 ``k`` best of its complete candidates (Pareto front, then the first objective) each get the
 children the space proposes. When the space asks for it (``finish``), one generation follows the
-planned ones: the finalist, the best of the last planned generation, trains on alone (the
-space's :meth:`finish_action`), so the search's images go to choosing the model and the
-finishing images to the one model chosen. The finalist's trial scores its parent again on its own
-draw (the same latent noise, real images and SWD directions) and both on ``PAIRED_DRAWS - 1``
-latent draws more, so that the choice between the two, which their separate scores leave to
-sampling noise, is a paired comparison (``genas/registry/promote.py``). Each planned candidate is a *slot* ``g/i``; a trial takes the first
-free slot (``genas/search/growth.py`` does it under a study-wide lock, so no two workers take the
-same one) and records it in its user attrs. A slot is free while no trial holds it (RUNNING,
-WAITING, COMPLETE or PRUNED) and fewer than ``MAX_ATTEMPTS`` trials of it failed; a generation is
-finished when none of its slots is free or running. The plan is a pure function of the study's
-seed and the results of earlier generations, so every worker computes the same one, and a study
-resumed later picks up where it stopped. A search without a trial count ends with the planned
-``generations`` and the finishing one (``finished``); given more trials, the beam goes on the
-same way past its plan, without the reachability constraint.
+planned ones: the finalist, the best of the last planned generation, trains on alone (the space's
+:meth:`finish_action`), so the search's images go to choosing the model and the finishing images to
+the one model chosen. The finalist's trial scores its parent again on its own draw (the same latent
+noise, real images and SWD directions) and both on ``PAIRED_DRAWS - 1`` latent draws more, so that
+the choice between the two, which their separate scores leave to sampling noise, is a paired
+comparison (``genas/registry/promote.py``). Each planned candidate is a *slot* ``g/i``; a trial
+takes the first free slot (``genas/search/growth.py`` does it under a study-wide lock, so no two
+workers take the same one) and records it in its user attrs. A slot is free while no trial holds it
+(RUNNING, WAITING, COMPLETE or PRUNED) and fewer than ``MAX_ATTEMPTS`` trials of it failed; a
+generation is finished when none of its slots is free or running. The plan is a pure function of
+the study's seed and the results of earlier generations, so every worker computes the same one, and
+a study resumed later picks up where it stopped. A search without a trial count ends with the
+planned ``generations`` and the finishing one (``finished``); given more trials, the beam goes on
+the same way past its plan, without the reachability constraint.
 """
 from __future__ import annotations
 
