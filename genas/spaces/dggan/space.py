@@ -33,8 +33,8 @@ lineage gets few steps (40,096 images at batch 32 are 1,253), and on mnist5k the
 finalist at 4e-3 read as a digit in 72% and 77% of its samples (seeds 0, 1) where 2e-3 gave 60%
 and 58%, fid_digitnet 72 and 44 against 188 and 179, at the same SWD (18.6 and 16.7 against 17.5
 and 16.9). At 8e-3 the finalists read better still (79%, 83%), but SWD stopped agreeing: at seed
-0 the finalist scored 22.1 against its parent's 20.1 and the parent was registered
-(bench/README.md).
+0 the finalist scored 22.1 against its parent's 20.1 and the parent was registered (chosen then
+on one paired draw; bench/README.md).
 """
 from __future__ import annotations
 
