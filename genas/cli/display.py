@@ -99,12 +99,12 @@ def leaderboard(study, spec, limit: int = 10) -> None:  # noqa: ANN001
 def champion_caption(champion, first) -> str:  # noqa: ANN001 - FrozenTrials
     """Why the champion (★) is not the first row: a finalist and its parent compared on the same
     draws, or a first row below the dataset's resolution."""
-    from genas.search.beam import PAIRED_DRAWS_ATTR, PARENT_ATTR, PARENT_VALUES_ATTR
+    from genas.registry.promote import paired_draws
+    from genas.search.beam import PARENT_ATTR
 
     for finalist, parent in ((champion, first), (first, champion)):
-        paired = finalist.user_attrs.get(PARENT_VALUES_ATTR)
-        if paired and finalist.user_attrs.get(PARENT_ATTR) == parent.number:
-            draws = finalist.user_attrs.get(PAIRED_DRAWS_ATTR) or [[finalist.values[0], paired[0]]]
+        draws = paired_draws(finalist)
+        if draws and finalist.user_attrs.get(PARENT_ATTR) == parent.number:
             f, p = (" / ".join(f"{pair[i]:.3f}" for pair in draws) for i in (0, 1))
             rule = "the parent replaces the finalist only if better on every draw"
             return (f"★ champion: trial {champion.number}. Scored on the same {len(draws)} draw"

@@ -27,6 +27,15 @@ def eligible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and trial.user_attrs.get("full_resolution", True) is not False
 
 
+def paired_draws(finalist: optuna.trial.FrozenTrial) -> list[list[float]]:
+    """A finalist's ``[[finalist, parent], ...]`` on the first objective, one pair per paired draw;
+    a trial from before the extra draws has only its own draw (``parent_values``); [] without any."""
+    paired = finalist.user_attrs.get(PARENT_VALUES_ATTR)
+    if not paired:
+        return []
+    return finalist.user_attrs.get(PAIRED_DRAWS_ATTR) or [[finalist.values[0], paired[0]]]
+
+
 def paired_losers(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequence[StudyDirection]) -> set[int]:
     """Of each finalist and its parent, the one that lost their paired comparison, on the first
     objective: the parent displaces the finalist only when it scores better on every paired draw
@@ -37,10 +46,11 @@ def paired_losers(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequen
     sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
     losers: set[int] = set()
     for t in trials:
-        paired = t.user_attrs.get(PARENT_VALUES_ATTR)
-        if t.state != TrialState.COMPLETE or not t.user_attrs.get(FINALIST_ATTR) or not paired:
+        if t.state != TrialState.COMPLETE or not t.user_attrs.get(FINALIST_ATTR):
             continue
-        draws = t.user_attrs.get(PAIRED_DRAWS_ATTR) or [[t.values[0], paired[0]]]
+        draws = paired_draws(t)
+        if not draws:
+            continue
         parent_wins = all(sign * parent < sign * finalist for finalist, parent in draws)
         losers.add(t.number if parent_wins else t.user_attrs[PARENT_ATTR])
     return losers
