@@ -201,11 +201,11 @@ def test_images_per_candidate_reach_the_budgets_lineage():
         assert space.images_at(s, generations + 3) == s["schedule"][-1]  # past the plan: as the last one
     s = space.settings(space.resolve_options({"images": "1000", "ratio": "1", "generations": "6", "widths": "16,32"}),
                        "small", 32)
-    assert (s["schedule"], s["generations"], s["widths"]) == ([1024] * 7, 6, (16, 32))  # whole batches of 32
+    assert (s["schedule"], s["generations"], s["widths"]) == ([1008] * 7, 6, (16, 32))  # whole batches of 16
     with pytest.raises(GenasError, match="widths"):
         space.settings(space.resolve_options({"widths": "16,33"}), "small", 32)
     assert space.beam(space.resolve_options({"finish": "0"}), "small", 32)["finish"] is False
-    assert space.settings(space.resolve_options({"finish": "1000"}), "small", 32)["finish"] == 1024
+    assert space.settings(space.resolve_options({"finish": "1000"}), "small", 32)["finish"] == 1008
     with pytest.raises(GenasError, match="finish"):
         space.check(dataset(32), space.resolve_options({"finish": "-5"}), budget="small")
 

@@ -28,13 +28,14 @@ Options (``--set KEY=VALUE``, 0 or empty: the budget's): ``k``, ``roots``, ``chi
 stage), ``loss`` (logistic, hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (every
 root's), ``r1_gamma`` (R1's weight with the logistic and hinge losses).
 
-The ``small`` learning rate is 4e-3 (``tiny`` and ``full`` keep 2e-3, unmeasured at 4e-3): a
-lineage gets few steps (40,096 images at batch 32 are 1,253), and on mnist5k the main job's
-finalist at 4e-3 read as a digit in 72% and 77% of its samples (seeds 0, 1) where 2e-3 gave 60%
-and 58%, fid_digitnet 72 and 44 against 188 and 179, at the same SWD (18.6 and 16.7 against 17.5
-and 16.9). At 8e-3 the finalists read better still (79%, 83%), but SWD stopped agreeing: at seed
-0 the finalist scored 22.1 against its parent's 20.1 and the parent was registered (chosen then
-on one paired draw; bench/README.md).
+The ``small`` learning rate is 4e-3 and its batch 16 (``tiny`` and ``full`` keep 2e-3, unmeasured
+at 4e-3): a lineage sees few images (40,048), and more steps on them pay. At batch 32 (1,253
+steps) the main job's finalist at 4e-3 read as a digit in 72% and 77% of its samples (mnist5k,
+seeds 0, 1) where 2e-3 gave 60% and 58%, at the same SWD; at 8e-3 better still (79%, 83%), but
+SWD stopped agreeing and registered a parent over its finalist. Batch 16 at 4e-3 (2,503 steps)
+took the main job from 73% to 76% readable, fid_digitnet 56 to 36 and SWD 17.0 to 15.5 over
+three seeds, and photos' SWD from 84.6 to 46.1 at seed 0, for about 10% more time
+(bench/README.md).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ BUDGETS = {
     "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 3,
              "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 100,
              "ratio": 1.5},
-    "small": {"batch_size": 32, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
+    "small": {"batch_size": 16, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
               "roots": 4, "k": 2, "children": 1, "lr": 4e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 2_000,
               "ratio": 2.0},
     "full": {"batch_size": 64, "reports": 4, "widths": (128, 256, 512), "kernels": (3, 5), "latent": 512,
