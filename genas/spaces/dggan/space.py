@@ -34,7 +34,7 @@ steps) the main job's finalist at 4e-3 read as a digit in 72% and 77% of its sam
 seeds 0, 1) where 2e-3 gave 60% and 58%, at the same SWD; at 8e-3 better still (79%, 83%), but
 SWD stopped agreeing and registered a parent over its finalist. Batch 16 at 4e-3 (2,503 steps)
 took the main job from 73% to 76% readable, fid_digitnet 56 to 36 and SWD 17.0 to 15.5 over
-three seeds, and photos' SWD from 84.6 to 46.1 at seed 0, for about 10% more time
+three seeds, and photos' SWD from 85.5 to 53.5, for about 10% more time
 (bench/README.md).
 """
 from __future__ import annotations
