@@ -339,3 +339,15 @@ def test_divergence_raises_training_diverged():
     config = {**suggest(space, None, {"action": "root", "channels": 8, "kernel": 3}), "lr": float("inf")}
     with pytest.raises(TrainingDiverged, match="diverged"):
         space.train(config, rec.ctx(dataset(8)))
+
+
+def test_only_the_finishing_generation_cools_down():
+    space = get_space("dggan")
+    s = space.settings(space.resolve_options({"cooldown": "0.5"}), "small", 32)
+    assert s["cooldown"] == 0.5 and space.settings(space.resolve_options({}), "small", 32)["cooldown"] == 0.0
+    planned = s["generations"] + 1  # generations 0 .. generations; the finishing one comes next
+    assert [space.finishes(s, g) for g in range(planned + 2)] == [False] * planned + [True, False]
+    assert not space.finishes(space.settings(space.resolve_options({"finish": "0", "cooldown": "0.5"}), "small", 32),
+                              s["generations"] + 1)
+    with pytest.raises(GenasError, match="cooldown"):
+        space.check(dataset(32), space.resolve_options({"cooldown": "1.5"}), budget="small")

@@ -144,3 +144,22 @@ def test_the_loop_trains_reports_fades_and_averages():
     averaged = list(ema.model.parameters())
     assert all(not torch.equal(a, b) and not torch.equal(a, c) for a, b, c in zip(averaged, G.parameters(), before))
     assert all(p.requires_grad for p in D.parameters())  # D is unfrozen after G's step
+
+
+def test_cooldown_takes_both_learning_rates_linearly_to_zero(monkeypatch):
+    from genas.spaces.gan import loop
+
+    assert [loop.cooldown_scale(seen, 100, 0.5) for seen in (0, 50, 75, 100)] == [1.0, 1.0, 0.5, 0.0]
+    assert loop.cooldown_scale(30, 100, 1.0) == pytest.approx(0.7) and loop.cooldown_scale(99, 100, 0.0) == 1.0
+    rates = []
+    monkeypatch.setattr(loop, "set_lr", lambda opt, lr: rates.append(lr))
+    torch.manual_seed(0)
+    data = Dataset("toy", "toy", torch.rand(64, 1, 4, 4) * 2 - 1)
+    ctx = TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0)
+    G, D = TinyG(), nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
+    recipe = Recipe(lr_g=1e-2, lr_d=2e-2, batch_size=8, cooldown=0.5)
+    train_gan(G, D, EMA(G, half_life=0), data.images, recipe, 128, ctx, Progress(ctx, 128, 1), snapshot=lambda: None)
+    d_rates, g_rates = rates[0::2], rates[1::2]  # D's, then G's, before every iteration
+    assert len(g_rates) == 128 // 8 and g_rates[:9] == [1e-2] * 9  # constant over the first half
+    assert g_rates[-1] == pytest.approx(1e-2 * 8 / 64) and d_rates[-1] == pytest.approx(2e-2 * 8 / 64)
+    assert all(a > b for a, b in zip(g_rates[8:], g_rates[9:]))  # then falling at every step

@@ -24,9 +24,12 @@ family) is reached at the last planned generation, ``generations`` = the grows t
 resolution needs plus one; generations past the plan train as long as the last planned one.
 Options (``--set KEY=VALUE``, 0 or empty: the budget's): ``k``, ``roots``, ``children``,
 ``images`` (per candidate of generation 0), ``ratio`` (1: every generation the same),
-``generations``, ``finish`` (the finalist's images; 0: no finishing generation), ``widths`` and ``kernels`` (comma-separated choices), ``layers`` (most convs per
-stage), ``loss`` (logistic, hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (every
-root's), ``r1_gamma`` (R1's weight with the logistic and hinge losses).
+``generations``, ``finish`` (the finalist's images; 0: no finishing generation), ``cooldown``
+(the share of the finalist's images over which its learning rate falls to zero; 0 at every
+budget: at two mnist5k seeds it lowered SWD and cost readable digits, bench/README.md), ``widths`` and
+``kernels`` (comma-separated choices), ``layers`` (most convs per stage), ``loss`` (logistic,
+hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (every root's), ``r1_gamma`` (R1's
+weight with the logistic and hinge losses).
 
 The ``small`` learning rate is 4e-3 and its batch 16 (``tiny`` and ``full`` keep 2e-3, unmeasured
 at 4e-3): a lineage sees few images (40,048), and more steps on them pay. At batch 32 (1,253
@@ -72,7 +75,7 @@ BUDGETS = {
              "ema_half_life": 10_000, "ratio": 2.0},
 }
 for _name, _b in BUDGETS.items():
-    _b.update(lineage_images=IMAGES[_name], finish=IMAGES[_name], eval_samples=EVAL_SAMPLES[_name],
+    _b.update(lineage_images=IMAGES[_name], finish=IMAGES[_name], cooldown=0.0, eval_samples=EVAL_SAMPLES[_name],
               swd_samples=SWD_SAMPLES[_name], quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
 
 
@@ -100,7 +103,7 @@ class DGGANSpace(GrowableSpace):
     budgets = BUDGETS
     action_params = {"action": growth.KINDS, "channels": CHANNELS, "kernel": KERNELS}
     options = {"k": 0, "roots": 0, "children": 0, "images": 0, "ratio": 0.0, "generations": 0, "finish": -1,
-               "widths": "",
+               "cooldown": -1.0, "widths": "",
                "kernels": "", "layers": 0, "loss": "logistic", "augment": "", "lr": 0.0, "r1_gamma": 0.0}
 
     # ------------------------------------------------------------ settings
@@ -117,13 +120,19 @@ class DGGANSpace(GrowableSpace):
                          for g in range(s["generations"] + 1)]
         finish = b["finish"] if options.get("finish", -1) < 0 else options["finish"]
         s["finish"] = -(-finish // batch) * batch
+        s["cooldown"] = b["cooldown"] if options.get("cooldown", -1) < 0 else options["cooldown"]
         return {**b, **s, "loss": options.get("loss", "logistic"), "augment": options.get("augment", "")}
 
     @staticmethod
-    def images_at(settings: dict, generation: int) -> int:
+    def finishes(settings: dict, generation: int) -> bool:
+        """Whether ``generation`` is the finalist's finishing generation."""
+        return bool(settings["finish"]) and generation == settings["generations"] + 1
+
+    @classmethod
+    def images_at(cls, settings: dict, generation: int) -> int:
         """Images per candidate of ``generation``: the schedule's, the finalist's ``finish``, and past
         the plan as many as the last planned one."""
-        if settings["finish"] and generation == settings["generations"] + 1:
+        if cls.finishes(settings, generation):
             return settings["finish"]
         return settings["schedule"][min(generation, len(settings["schedule"]) - 1)]
 
@@ -137,6 +146,9 @@ class DGGANSpace(GrowableSpace):
         if options["finish"] < -1:
             raise GenasError(f"option finish={options['finish']} must be >= 0 (the finalist's images; 0: no "
                              "finishing generation)")
+        if not (options["cooldown"] == -1 or 0.0 <= options["cooldown"] <= 1.0):
+            raise GenasError(f"option cooldown={options['cooldown']:g} must lie in [0, 1] (the share of the "
+                             "finalist's images over which the learning rate falls to zero; 0: constant)")
         if options["ratio"] and not 1.0 <= options["ratio"] <= 4.0:
             raise GenasError(f"option ratio={options['ratio']:g} must lie in [1, 4] (1: every generation the same)")
         if options["r1_gamma"] < 0:
@@ -239,9 +251,11 @@ class DGGANSpace(GrowableSpace):
         action = {k: config[k] for k in ("action", "channels", "kernel")}
         parent = None if action["action"] == "root" else ctx.parent_state()
         nets, before = dggan_train.build(action, parent, s["latent"], ctx)
+        generation = int(config.get("generation", 0))
         recipe = Recipe(loss=GANLoss(kind=s["loss"], r1_gamma=s["r1_gamma"]), lr_g=float(config["lr"]),
-                        lr_d=float(config["lr"]), batch_size=s["batch_size"], augment=s["augment"])
-        images = self.images_at(s, int(config.get("generation", 0)))
+                        lr_d=float(config["lr"]), batch_size=s["batch_size"], augment=s["augment"],
+                        cooldown=s["cooldown"] if self.finishes(s, generation) else 0.0)
+        images = self.images_at(s, generation)
         nets = dggan_train.train(nets, recipe, images, fade_share=s["fade"], ema_half_life=s["ema_half_life"],
                                  lineage_images=before["lineage_images"], reports=s["reports"], ctx=ctx)
         lineage_images = before["lineage_images"] + images

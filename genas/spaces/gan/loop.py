@@ -5,7 +5,10 @@ images (both through the same differentiable augmentation, D's loss with its reg
 one G step with D frozen, then the EMA update. Images are counted as real images shown to D
 (ProGAN's "kimg"). While a new part fades in (``fade``), alpha goes 0 -> 1 over its first images;
 while a new resolution fades in, the real images are blended the same way (nearest-upsampled
-half resolution -> full resolution), as in ProGAN. Every report logs the mean losses and D's
+half resolution -> full resolution), as in ProGAN. With a ``cooldown`` share, both learning rates
+fall linearly to zero over that last share of the images (the decay phase of a
+warmup-stable-decay schedule: a run trained at a constant rate can be branched anywhere and
+cooled down at its end). Every report logs the mean losses and D's
 scores since the last one and the quick evaluation of ``snapshot()``.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ from genas.spaces.gan.augment import DiffAugment
 from genas.spaces.gan.device import autocast, real_batch
 from genas.spaces.gan.ema import EMA
 from genas.spaces.gan.losses import GANLoss
-from genas.spaces.gan.optim import optimizer
+from genas.spaces.gan.optim import optimizer, set_lr
 from genas.spaces.layers import downsample2, upsample2
 from genas.spaces.progress import Progress
 
@@ -42,6 +45,16 @@ class Recipe:
     n_critic: int = 1
     augment: str = ""  # DiffAugment policy, e.g. "translation,cutout"
     optimizer: str = "adam"
+    cooldown: float = 0.0  # the share of the last images over which both learning rates fall to zero
+
+
+def cooldown_scale(seen: int, n_images: int, share: float) -> float:
+    """The learning rates' factor after ``seen`` of ``n_images``: 1, then linearly to 0 over the last
+    ``share`` of the images (0: always 1)."""
+    if share <= 0:
+        return 1.0
+    left = max(n_images - seen, 0)
+    return min(left / (share * n_images), 1.0)
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,10 @@ def train_gan(G: nn.Module, D: nn.Module, ema: EMA, images: torch.Tensor, recipe
         alpha = fade.alpha(seen) if fade is not None else 1.0
         if fade is not None:
             fade.set_alpha(alpha)
+        if recipe.cooldown > 0:
+            scale = cooldown_scale(seen, n_images, recipe.cooldown)
+            set_lr(opt_d, recipe.lr_d * scale)
+            set_lr(opt_g, recipe.lr_g * scale)
         for _ in range(n_critic):
             real = real_batch(images, b, device)
             if fade is not None and fade.blend_real and alpha < 1.0:
