@@ -48,7 +48,7 @@ def main() -> None:
     from genas.data import load_dataset
     from genas.images import save_grid
     from genas.search.beam import FINALIST_ATTR
-    from genas.search.objective import Objective
+    from genas.search.objective import Objective, trial_seed
     from genas.search.study import StudySpec
     from genas.spaces import get_space
     from genas.spaces.base import TrialContext
@@ -69,7 +69,7 @@ def main() -> None:
     for variant in args.variants.split(";"):
         options = {**space.resolve_options(spec.options), **parse_variant(variant, space.options)}
         ctx = TrialContext(dataset=dataset, budget=spec.budget, device=torch.device("cpu"),
-                           seed=spec.seed * 100_003 + finalist.number, options=options,
+                           seed=trial_seed(spec.seed, finalist.number), options=options,
                            parent_loader=lambda: Objective.load_trial_state(study, parent))
         start = time.perf_counter()
         generator = space.train(config, ctx)

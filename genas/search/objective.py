@@ -43,6 +43,11 @@ GRID_SAMPLES = 64
 PAIRED_DRAW_STRIDE = 7_919  # latent seeds of the finalist's extra paired draws: seed + k * this
 
 
+def trial_seed(study_seed: int, number: int) -> int:
+    """The seed trial ``number`` of a study with ``study_seed`` trains and is scored with."""
+    return study_seed * 100_003 + number
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,7 +158,7 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
     def _run(self, trial: optuna.Trial, run: RunLogger) -> list[float]:
-        seed = self.spec.seed * 100_003 + trial.number
+        seed = trial_seed(self.spec.seed, trial.number)
         ctx = self._context(trial, run, seed)
         config = self.space.suggest(trial, ctx)
         run.params(config)
