@@ -174,9 +174,12 @@ def test_the_planned_trial_count_is_the_beams():
 def test_roots_differ_and_children_inherit_the_lineage_hyperparameters():
     space = get_space("dggan")
     options = space.resolve_options({})
-    roots = space.root_actions(options, "small", 32, np.random.default_rng(0))
+    roots = space.root_actions(space.resolve_options({"widths": "32,64"}), "small", 32, np.random.default_rng(0))
     assert len(roots) == space.budget("small")["roots"]
     assert len({(r["channels"], r["kernel"]) for r in roots}) == len(roots)  # different widths / kernels
+    # the budget's one width and two kernels: each cell of the grid twice (the same networks, other seeds)
+    cells = [(r["channels"], r["kernel"]) for r in space.root_actions(options, "small", 32, np.random.default_rng(0))]
+    assert sorted(set(cells)) == [(32, 3), (32, 5)] and all(cells.count(c) == 2 for c in set(cells))
     assert all(r["lr"] == space.budget("small")["lr"] for r in roots)  # a 4x4 winner's lr does not carry to 32x32
     assert {r["lr"] for r in space.root_actions(space.resolve_options({"lr": "0.001"}), "small", 32,
                                                   np.random.default_rng(0))} == {1e-3}
@@ -197,7 +200,7 @@ def test_images_per_candidate_reach_the_budgets_lineage():
         assert all(n % s["batch_size"] == 0 for n in s["schedule"])
         assert abs(sum(s["schedule"]) - IMAGES["small"]) <= (generations + 1) * s["batch_size"]
         assert s["schedule"] == sorted(s["schedule"])  # later generations train longer
-        assert space.images_at(s, generations + 1) == s["finish"] == IMAGES["small"]  # the finalist: a lineage's images
+        assert space.images_at(s, generations + 1) == s["finish"] == 2 * IMAGES["small"]  # the finalist: two lineages' images
         assert space.images_at(s, generations + 3) == s["schedule"][-1]  # past the plan: as the last one
     s = space.settings(space.resolve_options({"images": "1000", "ratio": "1", "generations": "6", "widths": "16,32"}),
                        "small", 32)

@@ -9,8 +9,8 @@ resolution); every candidate of a generation trains on the same images (``train.
 candidates are ranked only against candidates with the same training behind them. Training
 hyperparameters belong to a lineage: set for the roots (the study's), inherited by every child.
 After the plan, the finalist (the best of the last planned generation) trains on alone for
-``finish`` images (a lineage's by default): the search's images go to choosing the model, the
-finishing images to the model chosen. The 32x32 images are the ones that pay (``bench_dggan_lineage.py``:
+``finish`` images (a lineage's at ``tiny`` and ``full``, two lineages' at ``small``): the search's
+images go to choosing the model, the finishing images to the model chosen. The 32x32 images are the ones that pay (``bench_dggan_lineage.py``:
 20,000 finishing images gained what doubling every generation gained, at one candidate's cost
 instead of twice the search's); on the README's main job at seed 0 the 20,000 finishing images
 took the share of samples digitnet reads as a digit from 36% (the parent) to 60% (half as many:
@@ -31,8 +31,16 @@ budget: at two mnist5k seeds it lowered SWD and cost readable digits, bench/READ
 hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (every root's), ``r1_gamma`` (R1's
 weight with the logistic and hinge losses).
 
+``small`` searches one width, 32 channels (16 at 32x32 by :func:`actions.channels_at`), where it
+searched 32 and 64: on a 2-core CPU the main job's time depended on the width its search drew at
+16x16 and 32x32 (18.5 min on one machine where the 16-channel draw took 15.3). The time that saves
+goes to the finalist: 40,000 finishing images instead of 20,000. At three mnist5k seeds the
+finalist read as a digit in 79-81% of its samples where the two widths and 20,000 gave 75-77%,
+SWD 9.3-10.4 instead of 11.8-18.7, for a job of 6.9-7.2 min where it took 6.3-7.5 on the same
+machine (bench/README.md). The search still chooses kernels below 16x16, depths and the lineage.
+
 The ``small`` learning rate is 4e-3 and its batch 16 (``tiny`` and ``full`` keep 2e-3, unmeasured
-at 4e-3): a lineage sees few images (40,048), and more steps on them pay. At batch 32 (1,253
+at 4e-3): a lineage sees few images (60,048), and more steps on them pay. At batch 32 (1,253
 steps) the main job's finalist at 4e-3 read as a digit in 72% and 77% of its samples (mnist5k,
 seeds 0, 1) where 2e-3 gave 60% and 58%, at the same SWD; at 8e-3 better still (79%, 83%), but
 SWD stopped agreeing and registered a parent over its finalist. Batch 16 at 4e-3 (2,503 steps)
@@ -67,16 +75,17 @@ BUDGETS = {
     "tiny": {"batch_size": 16, "reports": 2, "widths": (8, 16), "kernels": (3,), "latent": 16, "layers": 3,
              "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 100,
              "ratio": 1.5},
-    "small": {"batch_size": 16, "reports": 2, "widths": (32, 64), "kernels": (3, 5), "latent": 64, "layers": 3,
+    "small": {"batch_size": 16, "reports": 2, "widths": (32,), "kernels": (3, 5), "latent": 64, "layers": 3,
               "roots": 4, "k": 2, "children": 1, "lr": 4e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 2_000,
-              "ratio": 2.0},
+              "ratio": 2.0, "finish": 2 * IMAGES["small"]},
     "full": {"batch_size": 64, "reports": 4, "widths": (128, 256, 512), "kernels": (3, 5), "latent": 512,
              "layers": 4, "roots": 6, "k": 3, "children": 3, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25,
              "ema_half_life": 10_000, "ratio": 2.0},
 }
 for _name, _b in BUDGETS.items():
-    _b.update(lineage_images=IMAGES[_name], finish=IMAGES[_name], cooldown=0.0, eval_samples=EVAL_SAMPLES[_name],
+    _b.update(lineage_images=IMAGES[_name], cooldown=0.0, eval_samples=EVAL_SAMPLES[_name],
               swd_samples=SWD_SAMPLES[_name], quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
+    _b.setdefault("finish", IMAGES[_name])
 
 
 def _choices(text: str, name: str, allowed: tuple[int, ...]) -> tuple[int, ...]:
