@@ -23,14 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import machine, score, use_home  # noqa: E402
 
 
-def parse_variant(text: str, options: dict) -> dict:
-    out = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, _, value = item.partition("=")
-        if key not in options:
-            raise SystemExit(f"unknown dggan option {key!r}; use one of {', '.join(options)}")
-        out[key] = type(options[key])(value)
-    return out
+def parse_variant(text: str) -> dict[str, str]:
+    """``KEY=VALUE,KEY=VALUE`` as ``--set`` gives them (the space types and checks them)."""
+    return dict(item.strip().partition("=")[::2] for item in text.split(",") if item.strip())
 
 
 def main() -> None:
@@ -67,7 +62,8 @@ def main() -> None:
     print(f"{name}: finalist trial {finalist.number} from trial {parent}, {machine()}")
     rows = []
     for variant in args.variants.split(";"):
-        options = {**space.resolve_options(spec.options), **parse_variant(variant, space.options)}
+        options = space.resolve_options({**spec.options, **parse_variant(variant)})
+        space.check(dataset, options, budget=spec.budget)
         ctx = TrialContext(dataset=dataset, budget=spec.budget, device=torch.device("cpu"),
                            seed=trial_seed(spec.seed, finalist.number), options=options,
                            parent_loader=lambda: Objective.load_trial_state(study, parent))
