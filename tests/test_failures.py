@@ -78,6 +78,29 @@ def test_resuming_with_another_space_is_refused(genas_home):
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 0
 
 
+def test_a_budget_whose_values_changed_is_refused_on_resume(genas_home, monkeypatch):
+    """A later genas that changes a budget's values (e.g. dggan's finishing images) must not run
+    new trials of a study made on the old ones; a study made before the values were stored runs."""
+    from genas.errors import GenasError
+    from genas.search.study import BUDGET_VALUES_ATTR
+
+    storage = open_storage()
+    spec = StudySpec("flaky", "digits", "tiny", ("swd",), "random", "none", 0)
+    create_or_resume("s", spec, storage)
+    create_or_resume("s", spec, storage)  # the same values: resumes
+    monkeypatch.setitem(FlakySpace.budgets, "tiny", {**FlakySpace.budgets["tiny"], "images_per_trial": 2})
+    with pytest.raises(GenasError, match=r"budget 'tiny' had other values \(images_per_trial 1 -> 2\).*--study-name"):
+        create_or_resume("s", spec, storage)
+    study = optuna.load_study(study_name="s", storage=storage)
+    with pytest.raises(GenasError, match="images_per_trial 1 -> 2"):  # `genas worker` takes this path
+        run_worker(study, spec, n_trials=1, timeout=None, device="cpu")
+    assert len(study.trials) == 0
+
+    study.set_user_attr(BUDGET_VALUES_ATTR, None)  # made by a genas that did not store them
+    assert run_worker(create_or_resume("s", spec, storage), spec, n_trials=1, timeout=None,
+                      device="cpu").trials[0].state == TrialState.COMPLETE
+
+
 @register_space
 class SteadySpace(FlakySpace):
     """Every trial trains."""

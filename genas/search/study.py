@@ -5,6 +5,7 @@ is kept in the study's user attrs, so ``genas worker NAME`` needs only the stora
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -190,6 +191,38 @@ def directions(spec: StudySpec) -> list[str]:
     return [space.direction(o) for o in spec.objectives]
 
 
+BUDGET_VALUES_ATTR = "budget_values"
+
+
+def budget_values(space: Space, budget: str) -> dict:
+    """The budget's values as the study stores them (JSON: tuples become lists)."""
+    return json.loads(json.dumps(space.budget(budget), sort_keys=True, default=str))
+
+
+def check_budget_unchanged(study: optuna.Study, spec: StudySpec) -> None:
+    """Refuse to run more trials of a study whose budget's values have changed since it was created.
+
+    A budget is a name for values (images per candidate, widths, finishing images …) that a
+    later genas may change; new trials on new values would be ranked against old ones. A study
+    created before genas stored the values is not checked.
+    """
+    stored = study.user_attrs.get(BUDGET_VALUES_ATTR)
+    if stored is None:
+        return
+    now = budget_values(get_space(spec.space), spec.budget)
+    changed = sorted(k for k in stored.keys() | now.keys() if stored.get(k) != now.get(k))
+    if changed:
+        shown = "; ".join(f"{k} {_value(stored.get(k))} -> {_value(now.get(k))}" for k in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise GenasError(f"study {study.study_name!r} was created when budget {spec.budget!r} had other values "
+                         f"({shown}{more}); run it with the genas version that created it, or pass another "
+                         "--study-name to start it again on today's values")
+
+
+def _value(v: object) -> str:
+    return "unset" if v is None else ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
 RESUME_FLAGS = {"dataset": "--dataset", "budget": "--budget", "objectives": "--objective", "seed": "--seed",
                 "top_k": "--top-k"}
 
@@ -198,7 +231,8 @@ def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna
     """Create the study, or resume it when the stored spec agrees with this one.
 
     A resumed study runs on its stored settings; a different dataset, budget, seed, objective,
-    top-k or option would mix new settings into old trials, so it is refused.
+    top-k or option would mix new settings into old trials, so it is refused, and so is a budget
+    whose values changed since the study was created (:func:`check_budget_unchanged`).
     """
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -215,12 +249,14 @@ def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna
         if spec.options and stored.options != spec.options:
             raise GenasError(f"study {name!r} was created with options {stored.options or 'none'}, not {spec.options}; "
                              "leave --set out to resume it, or pass another --study-name")
+        check_budget_unchanged(study, stored)
         return study
     study = optuna.create_study(study_name=name, storage=storage,
                                 directions=directions(spec))
     study.set_metric_names(list(spec.objectives))
     for key, value in spec.to_attrs().items():
         study.set_user_attr(key, value)
+    study.set_user_attr(BUDGET_VALUES_ATTR, budget_values(get_space(spec.space), spec.budget))
     for params in get_space(spec.space).initial_trials(spec.budget):
         study.enqueue_trial(params, user_attrs={"initial": True})
     # The MLflow parent run is made here, by the one process creating the study, so that workers

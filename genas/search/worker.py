@@ -19,7 +19,7 @@ from genas.errors import GenasError, first_line
 from genas.registry.tracking import ensure_experiment, start_run
 from genas.search.faults import fail_dead_local_trials, retry_interrupted, stop_on_sigterm
 from genas.search.objective import FAIL_REASON_ATTR, Objective, Progress, resolve_device
-from genas.search.study import StudySpec, attach_search
+from genas.search.study import StudySpec, attach_search, check_budget_unchanged
 from genas.spaces.base import get_space
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def run_worker(study: optuna.Study, spec: StudySpec, *, n_trials: int | None, ti
     ``storage_url``: the study's storage (None: the default), for the samplers' study-wide lock;
     ``stop_at_plan``: a beam search (dggan) stops when its planned generations are done.
     """
+    check_budget_unchanged(study, spec)
     space = get_space(spec.space)
     dataset = load_dataset(spec.dataset)
     space.check(dataset, space.resolve_options(spec.options), budget=spec.budget, objectives=spec.objectives)
