@@ -161,14 +161,15 @@ def test_child_actions_are_the_control_and_distinct_growths():
 def test_the_planned_trial_count_is_the_beams():
     space = get_space("dggan")
     options = space.resolve_options({})
-    # small on 32x32: 4 roots, 3 generations of one grow per parent (k 2), then control + growth, the finalist
-    assert space.default_trials("small", options, 32) == 4 + 3 * 2 + 2 * 2 + 1
+    # small on 32x32: 4 roots, 3 generations of one grow (k 1), then control + growth, the finalist
+    assert space.default_trials("small", options, 32) == 4 + 3 * 1 + 1 * 2 + 1
     assert space.default_trials("tiny", options, 32) == 2 + 3 * 1 + 1 * 2 + 1  # k 1, children 1
     two = space.resolve_options({"layers": "2"})  # a grown stage already holds its 2 convs: the control alone
     assert space.default_trials("tiny", two, 32) == 2 + 3 * 1 + 1 + 1
     assert space.default_trials("full", options, 32) == 6 + 3 * 9 + 3 * 4 + 1  # k 3, children 3
-    assert space.default_trials("small", space.resolve_options({"generations": "5"}), 32) == 4 + 6 + 4 + 4 + 1
-    assert space.default_trials("small", space.resolve_options({"finish": "0"}), 32) == 4 + 3 * 2 + 2 * 2
+    assert space.default_trials("small", space.resolve_options({"generations": "5"}), 32) == 4 + 3 + 2 + 2 + 1
+    assert space.default_trials("small", space.resolve_options({"finish": "0"}), 32) == 4 + 3 * 1 + 1 * 2
+    assert space.default_trials("small", space.resolve_options({"k": "2"}), 32) == 4 + 3 * 2 + 2 * 2 + 1
 
 
 def test_roots_differ_and_children_inherit_the_lineage_hyperparameters():
@@ -200,7 +201,7 @@ def test_images_per_candidate_reach_the_budgets_lineage():
         assert all(n % s["batch_size"] == 0 for n in s["schedule"])
         assert abs(sum(s["schedule"]) - IMAGES["small"]) <= (generations + 1) * s["batch_size"]
         assert s["schedule"] == sorted(s["schedule"])  # later generations train longer
-        assert space.images_at(s, generations + 1) == s["finish"] == 2 * IMAGES["small"]  # the finalist: two lineages' images
+        assert space.images_at(s, generations + 1) == s["finish"] == IMAGES["small"]  # the finalist: a lineage's images
         assert space.images_at(s, generations + 3) == s["schedule"][-1]  # past the plan: as the last one
     s = space.settings(space.resolve_options({"images": "1000", "ratio": "1", "generations": "6", "widths": "16,32"}),
                        "small", 32)

@@ -213,3 +213,24 @@ def test_worker_joins_and_resumes(genas_home):
     study = optuna.load_study(study_name="joined", storage=f"sqlite:///{genas_home / 'optuna.db'}")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert [t.user_attrs["genas:slot"] for t in study.trials] == ["0/0", "0/1"]
+
+
+def test_the_baseline_stands_after_an_upgrade_changed_its_budget(in_tiny_study, monkeypatch):
+    """The reference the tiny study trained is reused when dcgan's budget values have changed
+    since (it is a finished record); training another trial of that reference study is refused."""
+    from genas.errors import GenasError
+    from genas.search.baseline import BASELINE_ATTR, reference
+    from genas.search.study import load_study, open_storage
+    from genas.search.worker import run_worker
+
+    storage = open_storage()
+    study, spec = load_study(STUDY, storage)
+    record = study.user_attrs[BASELINE_ATTR]
+    dcgan = get_space("dcgan")
+    monkeypatch.setitem(dcgan.budgets, "tiny", {**dcgan.budgets["tiny"], "images_per_trial": 7})
+    assert reference(spec, record["champion_images"], None, device="cpu").number == record["trial"]
+    ref_study, ref_spec = load_study(record["study"], storage)
+    before = len(ref_study.trials)
+    with pytest.raises(GenasError, match="images_per_trial .* -> 7"):
+        run_worker(ref_study, ref_spec, n_trials=1, timeout=None, device="cpu")
+    assert len(ref_study.trials) == before

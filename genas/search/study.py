@@ -227,12 +227,14 @@ RESUME_FLAGS = {"dataset": "--dataset", "budget": "--budget", "objectives": "--o
                 "top_k": "--top-k"}
 
 
-def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna.Study:
+def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage, *, check_budget: bool = True) -> optuna.Study:
     """Create the study, or resume it when the stored spec agrees with this one.
 
     A resumed study runs on its stored settings; a different dataset, budget, seed, objective,
     top-k or option would mix new settings into old trials, so it is refused, and so is a budget
-    whose values changed since the study was created (:func:`check_budget_unchanged`).
+    whose values changed since the study was created (:func:`check_budget_unchanged`; with
+    ``check_budget`` False the caller reads a finished study and leaves the check to
+    :func:`genas.search.worker.run_worker`, which makes it before any new trial).
     """
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -249,7 +251,8 @@ def create_or_resume(name: str, spec: StudySpec, storage: BaseStorage) -> optuna
         if spec.options and stored.options != spec.options:
             raise GenasError(f"study {name!r} was created with options {stored.options or 'none'}, not {spec.options}; "
                              "leave --set out to resume it, or pass another --study-name")
-        check_budget_unchanged(study, stored)
+        if check_budget:
+            check_budget_unchanged(study, stored)
         return study
     study = optuna.create_study(study_name=name, storage=storage,
                                 directions=directions(spec))

@@ -9,7 +9,7 @@ resolution); every candidate of a generation trains on the same images (``train.
 candidates are ranked only against candidates with the same training behind them. Training
 hyperparameters belong to a lineage: set for the roots (the study's), inherited by every child.
 After the plan, the finalist (the best of the last planned generation) trains on alone for
-``finish`` images (a lineage's at ``tiny`` and ``full``, two lineages' at ``small``): the search's
+``finish`` images (a lineage's): the search's
 images go to choosing the model, the finishing images to the model chosen. The 32x32 images are the ones that pay (``bench_dggan_lineage.py``:
 20,000 finishing images gained what doubling every generation gained, at one candidate's cost
 instead of twice the search's); on the README's main job at seed 0 the 20,000 finishing images
@@ -31,16 +31,22 @@ budget: at two mnist5k seeds it lowered SWD and cost readable digits, bench/READ
 hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (every root's), ``r1_gamma`` (R1's
 weight with the logistic and hinge losses).
 
-``small`` searches one width, 32 channels (16 at 32x32 by :func:`actions.channels_at`), where it
-searched 32 and 64: on a 2-core CPU the main job's time depended on the width its search drew at
-16x16 and 32x32 (18.5 min on one machine where the 16-channel draw took 15.3). The time that saves
-goes to the finalist: 40,000 finishing images instead of 20,000. At three mnist5k seeds the
-finalist read as a digit in 79-81% of its samples where the two widths and 20,000 gave 75-77%,
-SWD 9.3-10.4 instead of 11.8-18.7, for a job of 6.9-7.2 min where it took 6.3-7.5 on the same
-machine (bench/README.md). The search still chooses kernels below 16x16, depths and the lineage.
+``small`` is sized to keep the README's main job under 15 minutes on the slowest 2-core machine
+seen (an AMD EPYC with AVX2 only, where the same job ran 3.4 times slower than on the fastest):
+one width, 32 channels (16 at 32x32 by :func:`actions.channels_at`; two widths made the job's
+time depend on the width the search drew), one lineage followed (``k`` 1) and a lineage's
+finishing images. On that machine the main job with ``k`` 2 and 40,000 finishing images took
+24.3 min (80% of the finalist's samples read as a digit); ``k`` 1 took 19.4-19.5 min and read
+as well (78%, 81%; SWD 10.6, 10.4), the second lineage had bought nothing; 20,000 finishing
+images (the finalist retrained from the same parents) read 73% and 77% (SWD 16.6, 13.4), where the no-search DCGAN
+on the same 40,048 images draws few readable digits (bench/README.md). ``--set finish=40000``
+buys the 80% back where the machine allows it (about 6 min on the fastest machine seen). With
+one width and ``k`` 1 the search at ``small`` chooses the root (four: kernels 3 and 5, each
+twice) and, at 32x32, between a layer and training on; ``full`` searches widths, kernels and
+depths with ``k`` 3.
 
 The ``small`` learning rate is 4e-3 and its batch 16 (``tiny`` and ``full`` keep 2e-3, unmeasured
-at 4e-3): a lineage sees few images (60,048), and more steps on them pay. At batch 32 (1,253
+at 4e-3): a lineage sees few images (40,048), and more steps on them pay. At batch 32 (1,253
 steps) the main job's finalist at 4e-3 read as a digit in 72% and 77% of its samples (mnist5k,
 seeds 0, 1) where 2e-3 gave 60% and 58%, at the same SWD; at 8e-3 better still (79%, 83%), but
 SWD stopped agreeing and registered a parent over its finalist. Batch 16 at 4e-3 (2,503 steps)
@@ -76,16 +82,15 @@ BUDGETS = {
              "roots": 2, "k": 1, "children": 1, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 100,
              "ratio": 1.5},
     "small": {"batch_size": 16, "reports": 2, "widths": (32,), "kernels": (3, 5), "latent": 64, "layers": 3,
-              "roots": 4, "k": 2, "children": 1, "lr": 4e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 2_000,
-              "ratio": 2.0, "finish": 2 * IMAGES["small"]},
+              "roots": 4, "k": 1, "children": 1, "lr": 4e-3, "r1_gamma": R1_GAMMA, "fade": 0.25, "ema_half_life": 2_000,
+              "ratio": 2.0},
     "full": {"batch_size": 64, "reports": 4, "widths": (128, 256, 512), "kernels": (3, 5), "latent": 512,
              "layers": 4, "roots": 6, "k": 3, "children": 3, "lr": 2e-3, "r1_gamma": R1_GAMMA, "fade": 0.25,
              "ema_half_life": 10_000, "ratio": 2.0},
 }
 for _name, _b in BUDGETS.items():
-    _b.update(lineage_images=IMAGES[_name], cooldown=0.0, eval_samples=EVAL_SAMPLES[_name],
+    _b.update(lineage_images=IMAGES[_name], finish=IMAGES[_name], cooldown=0.0, eval_samples=EVAL_SAMPLES[_name],
               swd_samples=SWD_SAMPLES[_name], quick_eval_samples=QUICK_EVAL_SAMPLES[_name])
-    _b.setdefault("finish", IMAGES[_name])
 
 
 def _choices(text: str, name: str, allowed: tuple[int, ...]) -> tuple[int, ...]:
