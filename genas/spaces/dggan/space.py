@@ -38,8 +38,8 @@ time depend on the width the search drew), one lineage followed (``k`` 1) and a 
 finishing images. On that machine the main job with ``k`` 2 and 40,000 finishing images took
 24.3 min (80% of the finalist's samples read as a digit); ``k`` 1 took 19.4-19.5 min and read
 as well (78%, 81%; SWD 10.6, 10.4), the second lineage had bought nothing; 20,000 finishing
-images (the finalist retrained from the same parents) read 73% and 77% (SWD 16.6, 13.4), where the no-search DCGAN
-on the same 40,048 images draws few readable digits (bench/README.md). ``--set finish=40000``
+images read 73% and 77% (SWD 16.6, 13.4) in jobs of 14.0 and 14.7 min, where the no-search
+DCGAN on the same 40,048 images reads 8% and 13% (bench/README.md). ``--set finish=40000``
 buys the 80% back where the machine allows it (about 6 min on the fastest machine seen). With
 one width and ``k`` 1 the search at ``small`` chooses the root (four: kernels 3 and 5, each
 twice) and, at 32x32, between a layer and training on; ``full`` searches widths, kernels and
