@@ -9,8 +9,8 @@ resolution); every candidate of a generation trains on the same images (``train.
 candidates are ranked only against candidates with the same training behind them. Training
 hyperparameters belong to a lineage: set for the roots (the study's), inherited by every child.
 After the plan, the finalist (the best of the last planned generation) trains on alone for
-``finish`` images (a lineage's): the search's
-images go to choosing the model, the finishing images to the model chosen. The 32x32 images are the ones that pay (``bench_dggan_lineage.py``:
+``finish`` images (a lineage's): the search's images go to choosing the model, the finishing
+images to the model chosen. The 32x32 images are the ones that pay (``bench_dggan_lineage.py``:
 20,000 finishing images gained what doubling every generation gained, at one candidate's cost
 instead of twice the search's); on the README's main job at seed 0 the 20,000 finishing images
 took the share of samples digitnet reads as a digit from 36% (the parent) to 60% (half as many:
