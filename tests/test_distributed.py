@@ -25,6 +25,8 @@ from genas.search.ranking import rank_trials
 from genas.search.study import StudySpec, attach_search, create_or_resume, open_storage
 from genas.spaces import get_space
 
+pytestmark = pytest.mark.slow
+
 STUDY = "dist"
 FAST_HEARTBEAT = {"GENAS_HEARTBEAT_INTERVAL": "1", "GENAS_HEARTBEAT_GRACE": "6"}
 

@@ -4,9 +4,12 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import BARE_PATH, free_port, genas_script, output, running, sigterm_and_check_all_gone
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_study_logs_and_grows_through_the_tracking_server(genas_home, tmp_path):
