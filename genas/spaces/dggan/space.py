@@ -40,10 +40,11 @@ finishing images. On that machine the main job with ``k`` 2 and 40,000 finishing
 as well (78%, 81%; SWD 10.6, 10.4), the second lineage had bought nothing; 20,000 finishing
 images read 73% and 77% (SWD 16.6, 13.4) in jobs of 14.0 and 14.7 min, where the no-search
 DCGAN on the same 40,048 images reads 8% and 13% (bench/README.md). ``--set finish=40000``
-buys the 80% back where the machine allows it (about 6 min on the fastest machine seen). With
-one width and ``k`` 1 the search at ``small`` chooses the root (four: kernels 3 and 5, each
-twice) and, at 32x32, between a layer and training on; ``full`` searches widths, kernels and
-depths with ``k`` 3.
+buys the 80% back where the machine allows it (about 6 min on the fastest machine seen); on
+photos it matters more: the same three parents scored SWD 45.2 with 40,000 finishing images and
+62.8 with 20,000 (bench/README.md, fifteenth session). With one width and ``k`` 1 the search
+at ``small`` chooses the root (four: kernels 3 and 5, each twice) and, at 32x32, between a layer
+and training on; ``full`` searches widths, kernels and depths with ``k`` 3.
 
 The ``small`` learning rate is 4e-3 and its batch 16 (``tiny`` and ``full`` keep 2e-3, unmeasured
 at 4e-3): a lineage sees few images (40,048), and more steps on them pay. At batch 32 (1,253
