@@ -49,6 +49,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, AN
     from xdist.scheduler import LoadScopeScheduling
 
     class FilesAndTinyStudy(LoadScopeScheduling):
+        # a unit per _split_scope's value, as xdist's own LoadFileScheduling overrides it
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return TINY_STUDY_SCOPE if Path(path).name in TINY_STUDY_FILES else path
