@@ -9,7 +9,8 @@ options), which also trains the no-search
 reference: the ``dcgan`` space's trial 0, the paper's configuration, on the champion's own
 training images (``genas/search/baseline.py``). progan gets as many trials as fit in dggan's
 total search images (each progan trial trains on a dggan lineage's images), so that the two
-compare at equal search cost. Every champion and reference is then scored the same way here:
+compare at equal search cost (``--search-images N`` gives progan a dggan search's images run in
+another invocation). Every champion and reference is then scored the same way here:
 1,000 samples (seed 0) against the dataset, SWD (and on digits ``fid_digitnet`` and ``classes``,
 the number of digits the samples spread over; on colour images ``colour_gap``, how far the
 samples' mean colour is from the data's); the real data against itself (two disjoint
@@ -213,6 +214,9 @@ def main() -> None:
     p.add_argument("--out", default="bench/results/quality")
     p.add_argument("--dggan-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a dggan option for its searches (repeatable), e.g. finish=20000")
+    p.add_argument("--search-images", type=int, default=0, metavar="N",
+                   help="progan's equal search images when dggan is not among --spaces (a dggan search's "
+                        "'search images', e.g. 52352 at small)")
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -225,7 +229,7 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             home = out / "homes" / f"{dataset}-s{seed}"
             home.mkdir(parents=True, exist_ok=True)
-            search_images = None
+            search_images = args.search_images or None
             for space in args.spaces.split(","):
                 trials = None
                 if space == "progan" and search_images:  # equal total search images
