@@ -5,7 +5,7 @@
 
 For every dataset and seed, each space runs as a user runs it, ``genas search SPACE --budget B
 --dataset D --seed S`` (a subprocess, its own genas home; ``--dggan-set KEY=VALUE`` adds dggan
-options), which also trains the no-search
+options, ``--progan-set`` progan's), which also trains the no-search
 reference: the ``dcgan`` space's trial 0, the paper's configuration, on the champion's own
 training images (``genas/search/baseline.py``). progan gets as many trials as fit in dggan's
 total search images (each progan trial trains on a dggan lineage's images), so that the two
@@ -214,11 +214,14 @@ def main() -> None:
     p.add_argument("--out", default="bench/results/quality")
     p.add_argument("--dggan-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a dggan option for its searches (repeatable), e.g. finish=20000")
+    p.add_argument("--progan-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a progan option for its searches (repeatable), e.g. augment=translation")
     p.add_argument("--search-images", type=int, default=0, metavar="N",
                    help="progan's equal search images when dggan is not among --spaces (a dggan search's "
                         "'search images', e.g. 52352 at small)")
     args = p.parse_args()
     out = Path(args.out).resolve()
+    space_options = {"dggan": args.dggan_set, "progan": args.progan_set}
     out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}; budget {args.budget}", flush=True)
     rows = []
@@ -237,9 +240,9 @@ def main() -> None:
 
                     trials = max(1, round(search_images / get_space("progan").budget(args.budget)["images_per_trial"]))
                 wall = search(space, dataset, args.budget, seed, home, trials,
-                              args.dggan_set if space == "dggan" else [])
+                              space_options.get(space, []))
                 row = {"dataset": dataset, "seed": seed, "budget": args.budget, "machine": machine(),
-                       **({"options": args.dggan_set} if space == "dggan" and args.dggan_set else {}),
+                       **({"options": space_options[space]} if space_options.get(space) else {}),
                        "wall_seconds": wall, "load_15min": round(os.getloadavg()[2], 1), **collect(space, dataset, home, metrics, out, f"{dataset}-s{seed}"),
                        **{f"real_{m}": v for m, v in real.items()}}
                 if space == SEARCH_IMAGES_SPACE:
