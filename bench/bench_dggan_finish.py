@@ -8,13 +8,16 @@ saved state, with the trial's own seed and config and the study's options with t
 over them (``KEY=VALUE,KEY=VALUE``; an empty variant is the study's own options, which should
 reproduce the finalist on the machine that ran the search), and is scored as ``bench_quality.py``
 scores a champion: 1,000 samples (seed 0), SWD, and on digits fid_digitnet, digits and the
-readable share, on colour images the colour gap. Results: ``OUT/results.jsonl`` and a markdown
-table on stdout; grids ``OUT/<variant>.png``.
+readable share, on colour images the colour gap. ``--seed-offset N`` trains the same variant
+from another draw (the trial's seed + N), to see how much one draw decides. Results:
+``OUT/results.jsonl`` and a markdown table on stdout (with the trial's reports as it trains);
+grids ``OUT/<variant>.png``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,8 +27,9 @@ from bench_quality import machine, score, use_home  # noqa: E402
 
 
 def parse_variant(text: str) -> dict[str, str]:
-    """``KEY=VALUE,KEY=VALUE`` as ``--set`` gives them (the space types and checks them)."""
-    return dict(item.strip().partition("=")[::2] for item in text.split(",") if item.strip())
+    """``KEY=VALUE,KEY=VALUE`` as ``--set`` gives them (the space types and checks them); a comma
+    not followed by ``KEY=`` belongs to the value (``augment=translation,cutout``)."""
+    return dict(item.strip().partition("=")[::2] for item in re.split(r",(?=\s*\w+=)", text) if item.strip())
 
 
 def main() -> None:
@@ -33,6 +37,8 @@ def main() -> None:
     p.add_argument("home")
     p.add_argument("--variants", default=";cooldown=0.5", help="';'-separated KEY=VALUE,... lists")
     p.add_argument("--out", required=True)
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="added to the trial's seed: the same variant from other draws, to see the noise")
     args = p.parse_args()
     home, out = Path(args.home).resolve(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,12 +71,14 @@ def main() -> None:
         options = space.resolve_options({**spec.options, **parse_variant(variant)})
         space.check(dataset, options, budget=spec.budget)
         ctx = TrialContext(dataset=dataset, budget=spec.budget, device=torch.device("cpu"),
-                           seed=trial_seed(spec.seed, finalist.number), options=options,
-                           parent_loader=lambda: Objective.load_trial_state(study, parent))
+                           seed=trial_seed(spec.seed, finalist.number) + args.seed_offset, options=options,
+                           parent_loader=lambda: Objective.load_trial_state(study, parent),
+                           reporter=lambda step, metrics: print(f"  {step} images: " + ", ".join(
+                               f"{k} {v:.3g}" for k, v in metrics.items()), flush=True))
         start = time.perf_counter()
         generator = space.train(config, ctx)
         seconds = time.perf_counter() - start
-        label = variant or "study"
+        label = (variant or "study") + (f"-seed+{args.seed_offset}" if args.seed_offset else "")
         save_grid(generator.sample(64, seed=0), out / f"{label.replace('=', '').replace(',', '-')}.png")
         row = {"study": name, "variant": label, "seconds": round(seconds, 1), **score(generator, dataset, metrics)}
         rows.append(row)

@@ -262,8 +262,9 @@ class Recorder:
     def __init__(self) -> None:
         self.reports, self.attrs, self.saved, self.ticks = [], {}, None, []
 
-    def ctx(self, data: Dataset, parent=None, seed: int = 0, budget: str = "tiny") -> TrialContext:
-        return TrialContext(dataset=data, budget=budget, device=torch.device("cpu"), seed=seed,
+    def ctx(self, data: Dataset, parent=None, seed: int = 0, budget: str = "tiny",
+            options: dict | None = None) -> TrialContext:
+        return TrialContext(dataset=data, budget=budget, device=torch.device("cpu"), seed=seed, options=options or {},
                             reporter=lambda s, m: self.reports.append((s, m)),
                             quick_evaluator=lambda g: {"swd_quick": float(g.sample(8, seed=0).float().mean())},
                             parent_loader=lambda: parent, state_saver=self.save,
@@ -355,3 +356,26 @@ def test_only_the_finishing_generation_cools_down():
                               s["generations"] + 1)
     with pytest.raises(GenasError, match="cooldown"):
         space.check(dataset(32), space.resolve_options({"cooldown": "1.5"}), budget="small")
+
+
+def test_augment_target_reaches_every_candidates_recipe(monkeypatch):
+    import genas.spaces.dggan.train as dggan_train
+
+    space, data = get_space("dggan"), dataset(8)
+    for bad, match in (({"augment": "translation", "augment_target": "1.5"}, "lie in"),
+                       ({"augment_target": "0.6"}, "set augment too")):
+        with pytest.raises(GenasError, match=match):
+            space.check(data, space.resolve_options(bad), budget="tiny")
+    recipes, train = [], dggan_train.train
+
+    def recording_train(nets, recipe, *args, **kw):  # noqa: ANN001, ANN202
+        recipes.append(recipe)
+        return train(nets, recipe, *args, **kw)
+
+    monkeypatch.setattr(dggan_train, "train", recording_train)
+    options = space.resolve_options({"augment": "translation", "augment_target": "0.6"})
+    space.check(data, options, budget="tiny")
+    rec = Recorder()
+    space.train(suggest(space, None, {"action": "root", "channels": 8, "kernel": 3}), rec.ctx(data, options=options))
+    assert [(r.augment, r.augment_target) for r in recipes] == [("translation", 0.6)]
+    assert "augment_p" in rec.reports[-1][1]

@@ -8,7 +8,7 @@ from torch import nn
 from genas.data import Dataset
 from genas.errors import GenasError
 from genas.spaces import TrialContext
-from genas.spaces.gan import EMA, DiffAugment, Fade, GANLoss, Recipe, train_gan
+from genas.spaces.gan import EMA, AdaptiveProbability, DiffAugment, Fade, GANLoss, Recipe, train_gan
 from genas.spaces.gan.ema import half_life_within
 from genas.spaces.gan.losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from genas.spaces.progress import Progress
@@ -112,6 +112,35 @@ def test_augmentation_is_differentiable_and_per_image():
         DiffAugment("flip")
 
 
+def test_augmentation_probability_picks_whole_images():
+    torch.manual_seed(0)
+    ones = torch.ones(400, 1, 16, 16)
+    holes = lambda p: ((DiffAugment("cutout", p=p)(ones) == 0).flatten(1).sum(1) == 64)  # noqa: E731
+    assert holes(1.0).all() and not holes(0.0).any()
+    assert 0.2 < holes(0.3).float().mean() < 0.4  # 120 expected of 400; the rest untouched
+    assert ((DiffAugment("cutout", p=0.3)(ones) == 0).flatten(1).sum(1) % 64 == 0).all()
+
+
+def test_adaptive_probability_follows_ds_confidence_on_real_images():
+    augment = DiffAugment("translation")
+    ada = AdaptiveProbability(augment, target=0.6, speed_images=320, interval=4)
+    assert augment.p == 0.0  # ADA starts unaugmented
+    sure, unsure = torch.full((8,), 2.0), torch.tensor([1.0] * 5 + [-1.0] * 3)  # r = 1 and r = 0.25
+    for _ in range(3):
+        ada.update(sure)
+    assert augment.p == 0.0  # moves only every 4 D steps
+    ada.update(sure)
+    assert augment.p == pytest.approx(32 / 320)  # 4 steps of 8 images, 320 images from 0 to 1
+    for _ in range(4 * 20):
+        ada.update(sure)
+    assert augment.p == 1.0
+    for _ in range(4 * 3):
+        ada.update(unsure)
+    assert augment.p == pytest.approx(1 - 3 * 32 / 320)
+    with pytest.raises(GenasError, match="0.6"):
+        AdaptiveProbability(augment, target=1.0, speed_images=320)
+
+
 class TinyG(nn.Module):
     latent = 4
 
@@ -144,6 +173,21 @@ def test_the_loop_trains_reports_fades_and_averages():
     averaged = list(ema.model.parameters())
     assert all(not torch.equal(a, b) and not torch.equal(a, c) for a, b, c in zip(averaged, G.parameters(), before))
     assert all(p.requires_grad for p in D.parameters())  # D is unfrozen after G's step
+
+
+def test_the_loop_adapts_the_augmentation_probability_and_reports_it():
+    torch.manual_seed(0)
+    data = Dataset("toy", "toy", torch.rand(64, 1, 4, 4) * 2 - 1)
+    reports = []
+    ctx = TrialContext(dataset=data, budget="tiny", device=torch.device("cpu"), seed=0,
+                       reporter=lambda s, m: reports.append(m))
+    G, D = TinyG(), nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
+    with torch.no_grad():  # D sure of every real image from the start (r = 1 > 0.6): p must rise
+        D[1].weight.zero_()
+        D[1].bias.fill_(5.0)
+    recipe = Recipe(lr_g=1e-4, lr_d=1e-4, batch_size=8, augment="translation", augment_target=0.6, augment_speed=256)
+    train_gan(G, D, EMA(G, half_life=32), data.images, recipe, 128, ctx, Progress(ctx, 128, 2), snapshot=lambda: None)
+    assert [m["augment_p"] for m in reports] == [pytest.approx(0.25), pytest.approx(0.5)]  # 64 and 128 images of 256
 
 
 def test_cooldown_takes_both_learning_rates_linearly_to_zero(monkeypatch):

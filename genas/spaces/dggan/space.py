@@ -28,8 +28,9 @@ Options (``--set KEY=VALUE``, 0 or empty: the budget's): ``k``, ``roots``, ``chi
 (the share of the finalist's images over which its learning rate falls to zero; 0 at every
 budget: at two mnist5k seeds it lowered SWD and cost readable digits, bench/README.md), ``widths`` and
 ``kernels`` (comma-separated choices), ``layers`` (most convs per stage), ``loss`` (logistic,
-hinge, wgan-gp), ``augment`` (DiffAugment policy), ``lr`` (every root's), ``r1_gamma`` (R1's
-weight with the logistic and hinge losses).
+hinge, wgan-gp), ``augment`` (DiffAugment policy), ``augment_target`` (0: augment every image;
+else ADA's target for D's confidence on the real images, 0.6 in its paper), ``lr`` (every root's),
+``r1_gamma`` (R1's weight with the logistic and hinge losses).
 
 ``small`` is sized to keep the README's main job under 15 minutes on the slowest 2-core machine
 seen (an AMD EPYC with AVX2 only, where the same job ran 3.4 times slower than on the fastest):
@@ -118,8 +119,8 @@ class DGGANSpace(GrowableSpace):
     budgets = BUDGETS
     action_params = {"action": growth.KINDS, "channels": CHANNELS, "kernel": KERNELS}
     options = {"k": 0, "roots": 0, "children": 0, "images": 0, "ratio": 0.0, "generations": 0, "finish": -1,
-               "cooldown": -1.0, "widths": "",
-               "kernels": "", "layers": 0, "loss": "logistic", "augment": "", "lr": 0.0, "r1_gamma": 0.0}
+               "cooldown": -1.0, "widths": "", "kernels": "", "layers": 0, "loss": "logistic", "augment": "",
+               "augment_target": 0.0, "lr": 0.0, "r1_gamma": 0.0}
 
     # ------------------------------------------------------------ settings
     def settings(self, options: dict[str, Any], budget: str, resolution: int) -> dict:
@@ -136,7 +137,8 @@ class DGGANSpace(GrowableSpace):
         finish = b["finish"] if options.get("finish", -1) < 0 else options["finish"]
         s["finish"] = -(-finish // batch) * batch
         s["cooldown"] = b["cooldown"] if options.get("cooldown", -1) < 0 else options["cooldown"]
-        return {**b, **s, "loss": options.get("loss", "logistic"), "augment": options.get("augment", "")}
+        return {**b, **s, "loss": options.get("loss", "logistic"), "augment": options.get("augment", ""),
+                "augment_target": options.get("augment_target", 0.0)}
 
     @staticmethod
     def finishes(settings: dict, generation: int) -> bool:
@@ -155,6 +157,12 @@ class DGGANSpace(GrowableSpace):
               objectives: tuple[str, ...] = ()) -> None:
         check_loss(options["loss"])
         parse_policy(options["augment"])
+        if not 0.0 <= options["augment_target"] < 1.0:
+            raise GenasError(f"option augment_target={options['augment_target']:g} must lie in [0, 1) (ADA's target "
+                             "for E[sign(D(real))], 0.6 in its paper; 0: augment every image)")
+        if options["augment_target"] and not options["augment"]:
+            raise GenasError(f"option augment_target={options['augment_target']:g} adapts how often a policy "
+                             "applies; set augment too (e.g. augment=translation)")
         for key in ("k", "roots", "children", "images", "generations", "layers"):
             if options[key] < 0:
                 raise GenasError(f"option {key}={options[key]} must be >= 0 (0: the budget's)")
@@ -269,6 +277,7 @@ class DGGANSpace(GrowableSpace):
         generation = int(config.get("generation", 0))
         recipe = Recipe(loss=GANLoss(kind=s["loss"], r1_gamma=s["r1_gamma"]), lr_g=float(config["lr"]),
                         lr_d=float(config["lr"]), batch_size=s["batch_size"], augment=s["augment"],
+                        augment_target=s["augment_target"],
                         cooldown=s["cooldown"] if self.finishes(s, generation) else 0.0)
         images = self.images_at(s, generation)
         nets = dggan_train.train(nets, recipe, images, fade_share=s["fade"], ema_half_life=s["ema_half_life"],

@@ -6,6 +6,12 @@ keeps D from doing so without changing what G has to learn (each transform is ap
 Policies, comma-separated: ``translation`` (shift by up to 1/8 of the side, zero padding),
 ``cutout`` (one zeroed square of half the side), ``color`` (brightness, saturation, contrast).
 Each image in the batch draws its own transform; the empty policy is the identity.
+
+Augmenting every image can leak into G's samples (Karras et al. 2020; on mnist5k, translation on
+every image moved dggan's finalist toward round digits, bench/README.md). ``AdaptiveProbability``
+applies the policy to each image with a probability p that follows D's overfitting instead (ADA):
+every few D steps, r = E[sign(D(real))], the share of real images D scores as real taken to
+[-1, 1]; p rises while r is above the target (D is sure of the training images) and falls below.
 """
 from __future__ import annotations
 
@@ -65,16 +71,48 @@ _TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout}
 
 
 class DiffAugment:
-    """``augment(x)``: the policy's transforms in the order color, translation, cutout."""
+    """``augment(x)``: the policy's transforms in the order color, translation, cutout, applied to
+    each image with probability ``p`` (1: every image)."""
 
-    def __init__(self, policy: str = "") -> None:
+    def __init__(self, policy: str = "", p: float = 1.0) -> None:
         names = parse_policy(policy)
         self.policy = tuple(p for p in POLICIES if p in names)
+        self.p = p
 
     def __bool__(self) -> bool:
         return bool(self.policy)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p <= 0:
+            return x
+        out = x
         for name in self.policy:
-            x = _TRANSFORMS[name](x)
-        return x
+            out = _TRANSFORMS[name](out)
+        if self.p >= 1:
+            return out
+        chosen = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+        return torch.where(chosen, out, x)
+
+
+class AdaptiveProbability:
+    """ADA's controller: ``update(d_real)`` after every D step; every ``interval`` steps it moves
+    ``augment.p`` by ±(images since the last move) / ``speed_images`` toward r = ``target``, so p
+    can go from 0 to 1 in ``speed_images`` images. p starts at 0."""
+
+    def __init__(self, augment: DiffAugment, target: float, speed_images: int, interval: int = 4) -> None:
+        if not 0.0 < target < 1.0:
+            raise GenasError(f"adaptive augmentation target {target:g} must lie in (0, 1); ADA's is 0.6")
+        self.augment, self.target, self.speed_images, self.interval = augment, target, speed_images, interval
+        self.augment.p = 0.0
+        self._signs = self._images = self._steps = 0
+
+    def update(self, d_real: torch.Tensor) -> None:
+        self._signs += d_real.sign().sum()  # a tensor: no device sync until the move
+        self._images += d_real.numel()
+        self._steps += 1
+        if self._steps % self.interval:
+            return
+        r = float(self._signs) / self._images
+        step = self._images / self.speed_images
+        self.augment.p = min(max(self.augment.p + (step if r > self.target else -step), 0.0), 1.0)
+        self._signs = self._images = 0

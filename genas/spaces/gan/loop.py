@@ -1,7 +1,8 @@
 """The adversarial training loop that dcgan, dggan and progan share (mspgsen and san write their own).
 
 Per iteration: ``n_critic`` D steps, each on a fresh batch of real images and a batch of G's
-images (both through the same differentiable augmentation, D's loss with its regulariser), then
+images (both through the same differentiable augmentation, at a probability ADA's controller moves
+after every D step when the recipe names a target; D's loss with its regulariser), then
 one G step with D frozen, then the EMA update. Images are counted as real images shown to D
 (ProGAN's "kimg"). While a new part fades in (``fade``), alpha goes 0 -> 1 over its first images;
 while a new resolution fades in, the real images are blended the same way (nearest-upsampled
@@ -22,7 +23,7 @@ from torch import nn
 
 from genas.errors import TrainingDiverged
 from genas.spaces.base import Generator, TrialContext
-from genas.spaces.gan.augment import DiffAugment
+from genas.spaces.gan.augment import AdaptiveProbability, DiffAugment
 from genas.spaces.gan.device import autocast, real_batch
 from genas.spaces.gan.ema import EMA
 from genas.spaces.gan.losses import GANLoss
@@ -44,6 +45,8 @@ class Recipe:
     batch_size: int = 32
     n_critic: int = 1
     augment: str = ""  # DiffAugment policy, e.g. "translation,cutout"
+    augment_target: float = 0.0  # 0: augment every image; else ADA's target for E[sign(D(real))] (its own: 0.6)
+    augment_speed: int = 5_000  # with a target, the images over which p can go from 0 to 1
     optimizer: str = "adam"
     cooldown: float = 0.0  # the share of the last images over which both learning rates fall to zero
 
@@ -79,6 +82,9 @@ def train_gan(G: nn.Module, D: nn.Module, ema: EMA, images: torch.Tensor, recipe
     opt_g = optimizer(G.parameters(), recipe.lr_g, recipe.betas, recipe.optimizer)
     opt_d = optimizer(D.parameters(), recipe.lr_d, recipe.betas, recipe.optimizer)
     augment = DiffAugment(recipe.augment)
+    adaptive = None
+    if augment and recipe.augment_target:
+        adaptive = AdaptiveProbability(augment, recipe.augment_target, recipe.augment_speed)
     critic = (lambda x: D(augment(x))) if augment else D
     loss, amp = recipe.loss, autocast(device)
     seen = d_steps = count = 0
@@ -109,6 +115,8 @@ def train_gan(G: nn.Module, D: nn.Module, ema: EMA, images: torch.Tensor, recipe
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
+            if adaptive is not None:
+                adaptive.update(d_real)
             d_steps += 1
             seen += b
         D.requires_grad_(False)  # G's step needs gradients through D, not into its weights
@@ -126,7 +134,8 @@ def train_gan(G: nn.Module, D: nn.Module, ema: EMA, images: torch.Tensor, recipe
             means = dict(zip(STATS, (sums / count).tolist()))
             check(means)
             if report:
-                ctx.report(progress.done, {**means, "alpha": alpha, **ctx.quick_eval(snapshot())})
+                extra = {"augment_p": augment.p} if adaptive is not None else {}
+                ctx.report(progress.done, {**means, "alpha": alpha, **extra, **ctx.quick_eval(snapshot())})
                 sums.zero_()
                 count = 0
     if fade is not None:
