@@ -76,7 +76,7 @@ class DiffAugment:
 
     def __init__(self, policy: str = "", p: float = 1.0) -> None:
         names = parse_policy(policy)
-        self.policy = tuple(p for p in POLICIES if p in names)
+        self.policy = tuple(name for name in POLICIES if name in names)
         self.p = p
 
     def __bool__(self) -> bool:
