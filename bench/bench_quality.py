@@ -16,7 +16,10 @@ the number of digits the samples spread over; on colour images ``colour_gap``, h
 samples' mean colour is from the data's); the real data against itself (two disjoint
 halves of 1,000) gives the floor. Results: one JSON line per run in ``OUT/results.jsonl``, a
 markdown table on stdout and in ``OUT/table.md``, and each champion's and reference's sample
-grid as ``OUT/<dataset>-s<seed>-<space>.png`` / ``...-dcgan.png``.
+grid as ``OUT/<dataset>-s<seed>-<space>.png`` / ``...-dcgan.png`` (a path in the dataset's name
+becomes dashes: ``npz-data-faces.npz@32-s0-dggan.png``). A dataset of fewer than 2,000 images gets
+a floor of two halves of itself, ``nearest`` (``nearest_ratio``: near 0, the samples copy the
+training images) and ``...-nearest.png``, rows of samples over their nearest training images.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -33,6 +37,8 @@ from pathlib import Path
 import torch
 
 SAMPLES = 1_000
+DIGITS = {"nearest": 2, "recognisable": 2}  # decimals in the table (1 for the rest)
+SMALL_DATASET = 2 * SAMPLES  # fewer images: the floor halves the data, and samples are checked for copies
 SEARCH_IMAGES_SPACE = "dggan"  # progan gets this space's total search images
 MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -93,7 +99,21 @@ def score(generator, dataset, metrics: list[str]) -> dict[str, float]:  # noqa: 
         scores["recognisable"] = recognisable(fake)
     if fake.shape[1] == 3:
         scores["colour_gap"] = colour_gap(fake, dataset)
+    if len(dataset) < SMALL_DATASET:
+        scores["nearest"] = nearest_ratio(fake, dataset)
     return scores
+
+
+def nearest_ratio(images: torch.Tensor, dataset) -> float:  # noqa: ANN001
+    """How close the samples come to copying training images: the median over samples of the
+    distance (pixels, L2) to the nearest training image over that to the second nearest. A copy sits
+    on one training image (near 0); a new image, like a held-out real one, is about as far from its
+    nearest as from the next (the floor's value); a blurry average is near every image, so the plain
+    distance would call it a copy and this ratio does not. SWD cannot tell a generator that memorised
+    a hundred images from one that learned them."""
+    distances = torch.cdist(images.flatten(1).float(), dataset.uint8().flatten(1).float())
+    two = distances.topk(2, dim=1, largest=False).values
+    return float((two[:, 0] / two[:, 1]).median())
 
 
 def colour_gap(images: torch.Tensor, dataset) -> float:  # noqa: ANN001
@@ -135,20 +155,24 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
     import genas
     from genas.data import load_dataset
     from genas.images import save_grid
-    from genas.registry.promote import best_trial
+    from genas.registry.promote import best_trial, registered_name
     from genas.search.baseline import BASELINE_ATTR
     from genas.search.beam import FINALIST_ATTR
+    from genas.search.study import default_study_name
 
     use_home(home)
     dataset = load_dataset(dataset_name)
     storage = f"sqlite:///{home / 'optuna.db'}"
-    study = optuna.load_study(study_name=f"{space}-{dataset_name}", storage=storage)
+    name = default_study_name(space, dataset_name)
+    study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials(deepcopy=False)
     champion = best_trial(study)
     search_images = _search_images(trials)
     searched_seconds = sum(t.duration.total_seconds() for t in trials if t.duration)
-    generator = genas.load(f"models:/genas-{space}-{dataset_name}@champion")
+    generator = genas.load(f"models:/{registered_name(name)}@champion")
     save_grid(generator.sample(64, seed=0), out / f"{tag}-{space}.png")
+    if len(dataset) < SMALL_DATASET:
+        save_grid(beside_nearest(generator.sample(32, seed=0), dataset), out / f"{tag}-{space}-nearest.png", nrow=8)
     row = {"space": space, "trials": len(trials),
            "complete": sum(t.state.name == "COMPLETE" for t in trials),
            "champion": champion.number, "champion_images": champion.user_attrs.get("lineage_images"),
@@ -172,6 +196,14 @@ def collect(space: str, dataset_name: str, home: Path, metrics: list[str], out: 
     return row
 
 
+def beside_nearest(images: torch.Tensor, dataset) -> torch.Tensor:  # noqa: ANN001
+    """Rows of eight samples, each row followed by the training images nearest to them (pixels, L2)."""
+    real = dataset.uint8()
+    nearest = real[torch.cdist(images.flatten(1).float(), real.flatten(1).float()).argmin(1)]
+    rows = [part for i in range(0, len(images), 8) for part in (images[i:i + 8], nearest[i:i + 8])]
+    return torch.cat(rows)
+
+
 def _search_images(trials) -> int:  # noqa: ANN001
     """The images every trial of the study trained on (a dggan child: its own, not its lineage's)."""
     by_number = {t.number: t for t in trials}
@@ -188,21 +220,30 @@ def _search_images(trials) -> int:  # noqa: ANN001
 
 
 def floor(dataset_name: str, metrics: list[str]) -> dict[str, float]:
-    """The real data against itself: two disjoint random halves of SAMPLES images."""
+    """The real data against itself: two disjoint random halves of SAMPLES images (of half the data
+    when it holds fewer than twice SAMPLES)."""
     from genas.data import Dataset, load_dataset
     from genas.evaluators import evaluate
 
     data = load_dataset(dataset_name)
+    half = min(SAMPLES, len(data) // 2)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
-    fake = data.uint8()[order[:SAMPLES]]
-    rest = Dataset(data.name, data.key + "-rest", data.images[order[SAMPLES:]])
-    scores = {m: v for m, v in evaluate(fake, rest, metrics, n_real=SAMPLES, seed=0).items() if m in metrics}
+    fake = data.uint8()[order[:half]]
+    rest = Dataset(data.name, data.key + "-rest", data.images[order[half:]])
+    scores = {m: v for m, v in evaluate(fake, rest, metrics, n_real=half, seed=0).items() if m in metrics}
     if "fid_digitnet" in metrics:
         scores["classes"] = digit_classes(fake)
         scores["recognisable"] = recognisable(fake)
     if fake.shape[1] == 3:
         scores["colour_gap"] = colour_gap(fake, data)
+    if len(data) < SMALL_DATASET:
+        scores["nearest"] = nearest_ratio(fake, rest)
     return scores
+
+
+def slug(dataset: str) -> str:
+    """A dataset's name as a file name (``npz:/data/faces.npz@32`` -> ``npz-data-faces.npz@32``)."""
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "-", dataset).strip("-")
 
 
 def main() -> None:
@@ -230,7 +271,8 @@ def main() -> None:
         real = floor(dataset, metrics)
         print(f"{dataset}: real vs real {json.dumps({k: round(v, 2) for k, v in real.items()})}", flush=True)
         for seed in (int(s) for s in args.seeds.split(",")):
-            home = out / "homes" / f"{dataset}-s{seed}"
+            tag = f"{slug(dataset)}-s{seed}"
+            home = out / "homes" / tag
             home.mkdir(parents=True, exist_ok=True)
             search_images = args.search_images or None
             for space in args.spaces.split(","):
@@ -243,7 +285,7 @@ def main() -> None:
                               space_options.get(space, []))
                 row = {"dataset": dataset, "seed": seed, "budget": args.budget, "machine": machine(),
                        **({"options": space_options[space]} if space_options.get(space) else {}),
-                       "wall_seconds": wall, "load_15min": round(os.getloadavg()[2], 1), **collect(space, dataset, home, metrics, out, f"{dataset}-s{seed}"),
+                       "wall_seconds": wall, "load_15min": round(os.getloadavg()[2], 1), **collect(space, dataset, home, metrics, out, tag),
                        **{f"real_{m}": v for m, v in real.items()}}
                 if space == SEARCH_IMAGES_SPACE:
                     search_images = row["search_images"]
@@ -269,8 +311,8 @@ def render(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["dataset"], str(r["seed"]), r["space"],
-                 *(f"{r[f'champion_{m}']:.1f}" if f"champion_{m}" in r else "-" for m in metrics),
-                 *(f"{r[f'baseline_{m}']:.1f}" if f"baseline_{m}" in r else "-" for m in metrics),
+                 *(f"{r[f'champion_{m}']:.{DIGITS.get(m, 1)}f}" if f"champion_{m}" in r else "-" for m in metrics),
+                 *(f"{r[f'baseline_{m}']:.{DIGITS.get(m, 1)}f}" if f"baseline_{m}" in r else "-" for m in metrics),
                  f"{r['champion_images'] or 0:,} / {r.get('baseline_images') or 0:,}", f"{r['search_images']:,}",
                  f"{r['complete']}/{r['trials']}", f"{r['wall_seconds'] / 60:.1f}", f"{r.get('load_15min', '-')}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -282,9 +324,10 @@ def render(rows: list[dict]) -> str:
             if not mine:
                 continue
             ref = [r[f"baseline_{m}"] for r in group if f"baseline_{m}" in r]
-            spread = (lambda v: f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")
-            summary.append(f"- {key[0]} {key[1]} {m}: champion {statistics.mean(mine):.1f}{spread(mine)}"
-                           + (f", dcgan at equal images {statistics.mean(ref):.1f}{spread(ref)}" if ref else "")
+            digits = DIGITS.get(m, 1)
+            spread = (lambda v: f" ± {statistics.stdev(v):.{digits}f}" if len(v) > 1 else "")
+            summary.append(f"- {key[0]} {key[1]} {m}: champion {statistics.mean(mine):.{digits}f}{spread(mine)}"
+                           + (f", dcgan at equal images {statistics.mean(ref):.{digits}f}{spread(ref)}" if ref else "")
                            + f" ({len(group)} seeds)")
     return "\n".join(lines + [""] + summary) + "\n"
 
