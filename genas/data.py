@@ -116,24 +116,31 @@ PHOTO_CROPS, PHOTO_SIDE, PHOTO_SCALES = 5_000, 32, (0.25, 0.35, 0.5)
 def _photos() -> Dataset:
     """Random crops of scikit-learn's ``china.jpg`` and ``flower.jpg``, the same every time.
 
-    Each photo (427x640) is shrunk to a quarter, a third and a half of its side so that a 32x32 crop
-    holds a scene, a part or a texture; the crops are drawn with a fixed seed, half from each photo.
     Colour, texture and no digits: the other embedded dataset the quality bench runs on.
     """
     from sklearn.datasets import load_sample_images
 
-    photos = [torch.from_numpy(np.array(p)).permute(2, 0, 1)[None].float()
-              for p in load_sample_images().images]
-    levels = [F.interpolate(p, scale_factor=s, mode="area") for p in photos for s in PHOTO_SCALES]
-    gen = torch.Generator().manual_seed(0)
-    crops = []
-    for i in range(PHOTO_CROPS):
-        level = levels[i % len(levels)]
-        top = int(torch.randint(level.shape[-2] - PHOTO_SIDE + 1, (1,), generator=gen))
-        left = int(torch.randint(level.shape[-1] - PHOTO_SIDE + 1, (1,), generator=gen))
-        crops.append(level[0, :, top:top + PHOTO_SIDE, left:left + PHOTO_SIDE])
-    x = from_uint8(torch.stack(crops).round().clamp(0, 255))
+    photos = [torch.from_numpy(np.array(p)).permute(2, 0, 1) for p in load_sample_images().images]
+    x = from_uint8(photo_crops(photos, PHOTO_CROPS))
     return Dataset("photos", "photos-v1", x.contiguous())
+
+
+def photo_crops(photos: list[torch.Tensor], count: int, side: int = PHOTO_SIDE,
+                scales: tuple[float, ...] = PHOTO_SCALES, seed: int = 0) -> torch.Tensor:
+    """``count`` uint8 crops ``side`` x ``side`` of ``photos`` (each [C, H, W] uint8), the same every time.
+
+    Each photo is shrunk to each of ``scales`` of its side so that a crop holds a scene, a part or a
+    texture; crop i comes from photo-and-scale i modulo their number, at a place drawn with ``seed``.
+    """
+    levels = [F.interpolate(p[None].float(), scale_factor=s, mode="area") for p in photos for s in scales]
+    gen = torch.Generator().manual_seed(seed)
+    crops = []
+    for i in range(count):
+        level = levels[i % len(levels)]
+        top = int(torch.randint(level.shape[-2] - side + 1, (1,), generator=gen))
+        left = int(torch.randint(level.shape[-1] - side + 1, (1,), generator=gen))
+        crops.append(level[0, :, top:top + side, left:left + side])
+    return torch.stack(crops).round().clamp(0, 255).to(torch.uint8)
 
 
 def _fingerprint(paths: list[Path]) -> str:

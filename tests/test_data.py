@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genas.data import from_uint8, load_dataset, to_uint8
+from genas.data import from_uint8, load_dataset, photo_crops, to_uint8
 from genas.errors import GenasError
 
 
@@ -20,6 +20,22 @@ def test_mnist5k_is_padded_to_32():
 def test_digits_is_8x8():
     d = load_dataset("digits")
     assert d.images.shape == (1797, 1, 8, 8) and d.resolution == 8
+
+
+def test_photo_crops_are_windows_of_each_photo_in_turn():
+    # two photos whose pixels name their photo, row and column: a crop shows where it was cut
+    rows, cols = torch.meshgrid(torch.arange(40), torch.arange(50), indexing="ij")
+    photos = [torch.stack([torch.full_like(rows, k), rows, cols]).to(torch.uint8) for k in (7, 9)]
+    crops = photo_crops(photos, 6, side=8, scales=(1.0,), seed=3)
+    assert crops.shape == (6, 3, 8, 8) and crops.dtype == torch.uint8
+    for i, crop in enumerate(crops):
+        assert (crop[0] == (7, 9)[i % 2]).all()
+        top, left = int(crop[1, 0, 0]), int(crop[2, 0, 0])
+        assert torch.equal(crop, photos[i % 2][:, top:top + 8, left:left + 8])
+    assert torch.equal(crops, photo_crops(photos, 6, side=8, scales=(1.0,), seed=3))
+    assert not torch.equal(crops, photo_crops(photos, 6, side=8, scales=(1.0,), seed=4))
+    halved = photo_crops(photos, 2, side=8, scales=(0.5,))  # shrunk first: a crop row spans two photo rows
+    assert (halved[:, 1].float().diff(dim=-2) == 2).all()
 
 
 def test_uint8_round_trip():
