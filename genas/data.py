@@ -6,7 +6,8 @@ photos, at three scales), ``folder:PATH`` (any folder of images), ``cifar10:PATH
 (the CIFAR-10 python batches), ``npz:PATH`` (an array of uint8 images), ``image:NAME`` (one
 target image: a scikit-image sample such as ``astronaut``, ``coffee``, ``chelsea``, or a path;
 64x64 unless told). ``folder:``, ``npz:`` and ``image:`` take an optional ``@RES`` suffix
-(``folder:/data/faces@64``) to resize to RES x RES.
+(``folder:/data/faces@64``) to resize to RES x RES; without it the side goes to the nearest
+power of two.
 
 ``mnist5k``, ``digits`` and ``cifar10:`` carry their class labels (for the spaces that train
 classifiers); the others have none.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import pickle  # noqa: S403 - only for CIFAR-10's own batch format, never for genas files
 import zipfile
 import zlib
@@ -83,11 +85,25 @@ def _resize(x: torch.Tensor, res: int) -> torch.Tensor:
                          align_corners=None if x.shape[-1] > res else False)
 
 
-def _square_power_of_two(x: torch.Tensor, res: int | None) -> torch.Tensor:
+_noted_resize: set[tuple[str, int, int]] = set()  # one note per dataset per process, not one per trial
+
+
+def _square_power_of_two(x: torch.Tensor, res: int | None, source: str) -> torch.Tensor:
+    """Centre-crop to a square and resize to ``res``, or without one to the nearest power of two.
+
+    Nearest in scale, not the largest that fits: 28x28 digits or 25x25 faces become 32x32
+    rather than losing detail at 16x16; the change is logged once with the way to pick another.
+    """
+    height, width = x.shape[-2:]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    x = x[..., top:top + side, left:left + side]
     if res is None:
-        side = min(x.shape[-2:])
-        res = 1 << (side.bit_length() - 1)  # largest power of two that fits
-        res = min(res, 256)
+        res = min(1 << max(round(math.log2(side)), 2), 256)
+        if res != side and (source, side, res) not in _noted_resize:
+            _noted_resize.add((source, side, res))
+            log.warning("%s: %dx%d images resized to %dx%d, the nearest power of two; add @RES to pick "
+                        "another (e.g. %s@%d)", source, side, side, res, res, source, res // 2 if res > side else res * 2)
     if res & (res - 1) or res < 4:
         raise GenasError(f"resolution {res} is not a power of two >= 4; use e.g. @32 or @64")
     return _resize(x, res)
@@ -195,7 +211,7 @@ def _folder(path: Path, res: int | None) -> Dataset:
         _warned_unreadable.add((str(path), len(unreadable)))
         log.warning("skipped %d of %d files under %s that are not readable images (the first: %s)",
                     len(unreadable), len(files), path, unreadable[0][0])
-    x = _square_power_of_two(from_uint8(np.stack(arrays)), res)
+    x = _square_power_of_two(from_uint8(np.stack(arrays)), res, f"folder:{path}")
     return Dataset(f"folder:{path}", f"folder-{_fingerprint(read)}-{x.shape[-1]}", x.contiguous())
 
 
@@ -229,11 +245,16 @@ def _npz(path: Path, res: int | None) -> Dataset:
         arr = arr[:, None]
     if arr.ndim != 4:
         raise GenasError(f"{path}: expected images shaped [N, H, W], [N, H, W, C] or [N, C, H, W], got {arr.shape}")
-    if arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+    if arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
         arr = arr.transpose(0, 3, 1, 2)
+    if arr.shape[1] == 4:
+        arr = arr[:, :3]  # RGBA: the alpha channel is not part of the image a GAN learns
+    if arr.shape[1] not in (1, 3):
+        raise GenasError(f"{path}: expected 1 (grey), 3 (RGB) or 4 (RGBA) channels, got images shaped {arr.shape}")
     if arr.dtype != np.uint8:
-        raise GenasError(f"{path}: images must be uint8 (0..255), got {arr.dtype}")
-    x = _square_power_of_two(from_uint8(arr), res)
+        raise GenasError(f"{path}: images must be uint8 (0..255), got {arr.dtype}; save them as "
+                         "(images * 255).round().astype(numpy.uint8) if they are floats in [0, 1]")
+    x = _square_power_of_two(from_uint8(np.ascontiguousarray(arr)), res, f"npz:{path}")
     return Dataset(f"npz:{path}", f"npz-{_fingerprint([path])}-{x.shape[-1]}", x.contiguous())
 
 
@@ -264,9 +285,7 @@ def _image(ref: str, res: int | None) -> Dataset:
         array = array.astype(np.uint8) * 255
     array = array[None, None] if array.ndim == 2 else array[None, ..., :3].transpose(0, 3, 1, 2)
     x = from_uint8(np.ascontiguousarray(array.astype(np.uint8)))
-    side = min(x.shape[-2:])  # centre crop to a square
-    top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
-    x = _square_power_of_two(x[..., top:top + side, left:left + side], res)
+    x = _square_power_of_two(x, res, f"image:{ref}")
     return Dataset(f"image:{ref}", f"{key}-{x.shape[-1]}", x.contiguous())
 
 

@@ -52,7 +52,7 @@ def test_folder_of_images(tmp_path):
     assert d.images.shape == (5, 3, 16, 16) and d.channels == 3
     assert -1 <= d.images.min() and d.images.max() <= 1
     default = load_dataset(f"folder:{tmp_path}")
-    assert default.resolution == 32  # the largest power of two inside the 40-pixel crop
+    assert default.resolution == 32  # the nearest power of two to the 40-pixel crop
 
 
 def test_npz_and_cifar10(tmp_path):
@@ -107,3 +107,30 @@ def test_float_npz_is_refused(tmp_path):
     np.save(tmp_path / "f.npy", np.zeros((2, 8, 8), dtype=np.float32))
     with pytest.raises(GenasError, match="uint8"):
         load_dataset(f"npz:{tmp_path / 'f.npy'}")
+
+
+def test_npz_side_goes_to_the_nearest_power_of_two_with_one_note(tmp_path, caplog):
+    # 28x28 digits and 25x25 faces become 32x32 (the largest power of two inside would be 16)
+    rng = np.random.default_rng(0)
+    for side, expected in ((28, 32), (25, 32), (20, 16), (48, 64)):
+        np.save(tmp_path / f"s{side}.npy", rng.integers(0, 256, (3, side, side), dtype=np.uint8))
+        with caplog.at_level("WARNING", logger="genas.data"):
+            caplog.clear()
+            assert load_dataset(f"npz:{tmp_path / f's{side}.npy'}").resolution == expected
+            assert f"{side}x{side} images resized to {expected}x{expected}" in caplog.text and "@" in caplog.text
+            caplog.clear()
+            load_dataset(f"npz:{tmp_path / f's{side}.npy'}")
+            assert caplog.text == ""  # once per dataset, not once per trial
+    assert load_dataset(f"npz:{tmp_path / 's28.npy'}@16").resolution == 16
+
+
+def test_npz_is_centre_cropped_and_rgba_loses_alpha(tmp_path):
+    wide = np.zeros((2, 8, 16, 4), dtype=np.uint8)  # NHWC, RGBA, 8 rows by 16 columns
+    wide[:, :, 4:12, :3] = 255  # the centre square is white, the sides black
+    wide[..., 3] = 7
+    np.save(tmp_path / "wide.npy", wide)
+    d = load_dataset(f"npz:{tmp_path / 'wide.npy'}")
+    assert d.images.shape == (2, 3, 8, 8) and (d.uint8() == 255).all()
+    np.save(tmp_path / "five.npy", np.zeros((2, 5, 8, 8), dtype=np.uint8))
+    with pytest.raises(GenasError, match="channels"):
+        load_dataset(f"npz:{tmp_path / 'five.npy'}")
