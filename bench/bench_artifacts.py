@@ -119,7 +119,8 @@ def main() -> None:
 
     images = load_dataset(args.dataset).images
     split = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(args.seed))
-    real, other = images[split[:args.n]], images[split[args.n:2 * args.n]]
+    half = min(args.n, images.shape[0] // 2)  # a dataset under 2n images: its two halves
+    real, other = images[split[:half]], images[split[half:2 * half]]
     rows = [("data (another half)", measure(other, real))]
     rows += [(label, measure(fake, real)) for label, fake in (load_samples(s, args.n, args.seed) for s in args.models)]
     keys = list(rows[0][1])
