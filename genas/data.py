@@ -245,6 +245,8 @@ def _npz(path: Path, res: int | None) -> Dataset:
         arr = arr[:, None]
     if arr.ndim != 4:
         raise GenasError(f"{path}: expected images shaped [N, H, W], [N, H, W, C] or [N, C, H, W], got {arr.shape}")
+    if 0 in arr.shape:
+        raise GenasError(f"{path}: holds no images (shape {arr.shape}); write at least one image of at least 4x4 pixels")
     if arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
         arr = arr.transpose(0, 3, 1, 2)
     if arr.shape[1] == 4:

@@ -134,3 +134,7 @@ def test_npz_is_centre_cropped_and_rgba_loses_alpha(tmp_path):
     np.save(tmp_path / "five.npy", np.zeros((2, 5, 8, 8), dtype=np.uint8))
     with pytest.raises(GenasError, match="channels"):
         load_dataset(f"npz:{tmp_path / 'five.npy'}")
+    for empty in ((0, 8, 8), (2, 0, 0)):
+        np.save(tmp_path / "empty.npy", np.zeros(empty, dtype=np.uint8))
+        with pytest.raises(GenasError, match="no images"):
+            load_dataset(f"npz:{tmp_path / 'empty.npy'}")
