@@ -2,6 +2,7 @@
 
     python bench/bench_san.py [--budget small] [--dataset mnist5k] [--device auto] [--images N] [--threads T]
     python bench/bench_san.py --mse-study [--images N] ...   # SWD and diversity for mse_weight 0 / 0.1 / 1
+    python bench/bench_san.py --one [--set KEY=VALUE ...] [--seeds S] ...   # one config: SWD, artifacts, grid
     ... --reading adversarial|cooperative                     # which reading trains (default adversarial)
 
 Throughput: (a) ``SANSpace.train`` of one trial through a TrialContext of plain callables (EMA,
@@ -14,19 +15,27 @@ Prints a markdown table row: machine, budget, img/s of both and the ratio (targe
 ``--mse-study`` trains the same config with each MSE weight (the source's unpaired MSE(G(z), X))
 and prints the final SWD (genas's evaluator, eval_samples images) and the per-pixel sample std
 over the batch ("diversity"; the real images' value beside it).
+
+``--one`` trains one config (:data:`ONE` with the ``--set`` values, e.g. a study's champion's
+params, ``shortcut=nearest`` for the shortcut genas used before bilinear) from trial seed 0 ..
+S-1 (or ``--seed N`` only: trial N of a seed-0 study), and prints its SWD and ``bench_artifacts.py``'s numbers (periodic peaks, detail per scale);
+``--grid PREFIX`` saves each seed's 64 samples as ``PREFIX-s<seed>.png``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from genas.data import load_dataset
 from genas.search.objective import resolve_device
 from genas.spaces import TrialContext, get_space
-from genas.spaces.dggan.space import images_on
+from genas.spaces.gan import images_on
 from genas.spaces.san.losses import (diversity, latent_gradient_penalty, latent_wasserstein, paired_latent_mse,
                                      sliced_wasserstein, unpaired_mse)
 from genas.spaces.san.networks import make_arch
@@ -35,6 +44,8 @@ from genas.spaces.san.train import Nets
 CONFIG = {"lr": 1e-3, "weight_decay": 1e-5, "lam": 0.5, "mse_weight": 0.1, "latent_mse_weight": 1.0,
           "gp_weight": 10.0, "width": 32, "latent": 64, "attention": True, "rpa": True, "rpa_ratio": 0.5,
           "ado": True, "ado_threshold": 0.1, "reading": "adversarial"}
+#: --one's starting point: every module off (what the faces champion of the twentieth session had)
+ONE = {**CONFIG, "mse_weight": 0.0, "width": 16, "attention": False, "rpa": False, "ado": False}
 
 
 def plain_loop(arch: dict, images: torch.Tensor, device: torch.device, config: dict, batch: int,
@@ -149,6 +160,37 @@ def mse_study(args, space, data, device) -> None:
                   f"{last['loss_gi']:.3f} | {last['loss_latent']:.3f} | {seconds:.0f} |", flush=True)
 
 
+def one(args, space, data, device) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_artifacts import measure
+
+    from genas.data import from_uint8
+    from genas.evaluators import evaluate
+    from genas.images import save_grid
+
+    config = dict(ONE)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in config and key != "shortcut":
+            raise SystemExit(f"--set {item}: {key} is not a san config key ({', '.join(config)}, shortcut)")
+        config[key] = value if key in ("reading", "shortcut") else json.loads(value)
+    n = space.budget(args.budget)["eval_samples"]
+    real = data.images[torch.randperm(data.images.shape[0], generator=torch.Generator().manual_seed(0))[:n]]
+    print(f"{args.dataset}, budget {args.budget}, {machine(device)}; {json.dumps(config)}")
+    for seed in [args.seed] if args.seed is not None else range(args.seeds):
+        ctx = TrialContext(dataset=data, budget=args.budget, device=device, seed=seed, reporter=lambda s, m: None)
+        start = time.perf_counter()
+        gen = space.train(config, ctx)
+        seconds = time.perf_counter() - start
+        fake = gen.sample(n, seed=seed)
+        swd = evaluate(fake, data, ["swd"], device=device, n_real=n, seed=0)["swd"]
+        numbers = measure(from_uint8(fake), real)
+        if args.grid:
+            save_grid(fake[:64], f"{args.grid}-s{seed}.png")
+        print(f"| {seed} | {swd:.1f} | " + " | ".join(f"{k} {v:.2f}" for k, v in numbers.items())
+              + f" | {seconds:.0f} s |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--budget", default="small")
@@ -161,12 +203,16 @@ def main() -> None:
     p.add_argument("--mse-study", action="store_true")
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 1.0])
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--one", action="store_true")
+    p.add_argument("--seed", type=int, default=None, help="--one: this trial seed only (a study's trial N: N)")
+    p.add_argument("--set", nargs="*", default=[], help="--one: KEY=VALUE config overrides")
+    p.add_argument("--grid", default=None, help="--one: save each seed's 64 samples as PREFIX-s<seed>.png")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     space, data = get_space("san"), load_dataset(args.dataset)
-    (mse_study if args.mse_study else throughput)(args, space, data, device)
+    (one if args.one else mse_study if args.mse_study else throughput)(args, space, data, device)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,25 @@ def test_modules_per_resolution_and_shapes():
             assert (g.conv.in_channels, g.conv.out_channels) == (r.conv.out_channels, r.conv.in_channels)
 
 
+def test_g_shortcut_is_bilinear_and_an_arch_saved_without_the_key_keeps_nearest():
+    a = arch(8, attention=False, rpa=False, ado=False)
+    assert a["shortcut"] == "bilinear"
+    x = torch.randn(1, 16, 4, 4)
+
+    def stream(arch_: dict) -> torch.Tensor:
+        block = GNet(arch_).stages[1].blocks[0]  # 4x4 -> 8x8 at one width: the shortcut is the upsample alone
+        with torch.no_grad():
+            block.conv.weight.zero_()
+            block.conv.bias.zero_()
+            return block(x)
+
+    assert torch.allclose(stream(a), torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear"))
+    old = {k: v for k, v in a.items() if k != "shortcut"}
+    assert torch.equal(stream(old), x.repeat_interleave(2, -1).repeat_interleave(2, -2))
+    with pytest.raises(GenasError, match="shortcut"):
+        GNet({**a, "shortcut": "bicubic"})
+
+
 def test_module_switches_remove_the_modules():
     names = " ".join(n for n, _ in GNet(arch(8, attention=False, rpa=False, ado=False)).named_parameters())
     assert "attention" not in names and "rpa" not in names and "ado" not in names

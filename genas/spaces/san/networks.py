@@ -15,11 +15,17 @@ doubling beyond, at least 8).
 The arch is a JSON-able dict (the trial's ``arch`` user attr, the generator's config)::
 
     {"latent": 64, "image_channels": 1, "channels": [32, 32, 16, 8],   # each module's output width
-     "attention": true, "rpa": true, "rpa_ratio": 0.5, "ado": true, "ado_threshold": 0.1}
+     "attention": true, "rpa": true, "rpa_ratio": 0.5, "ado": true, "ado_threshold": 0.1,
+     "shortcut": "bilinear"}
 
 Residual blocks ("Split/Add"): the input splits into the main path (conv, PixelNorm, LeakyReLU,
-channel attention) and a shortcut (nearest-upsampled in G / average-pooled in R to the output
-size, then a 1x1 conv when the width changes), and the two are added.
+channel attention) and a shortcut (upsampled in G / average-pooled in R to the output size, then a
+1x1 conv when the width changes), and the two are added. The source does not say how G's shortcut
+is upsampled; genas takes bilinear. Nearest (genas's first reading, and what an arch without a
+``shortcut`` key, saved before the key existed, still builds) carries each module's map up the
+stream as flat 2x2, 4x4, 8x8 pixel blocks, and a G that leans on the stream paints them: on the
+100 LFW faces the nearest-shortcut champion drew grey 4-pixel blocks with no face in them, the
+same config with bilinear shortcuts drew faces (bench/README.md, "san's blocks").
 
 Shared kernels: G's block ``Cin -> Cout`` is ``ConvTranspose2d(Cin, Cout)``, weight
 ``[Cin, Cout, k, k]``; its mirror in R maps ``Cout -> Cin`` with ``Conv2d(Cout, Cin)``, weight
@@ -43,6 +49,7 @@ from genas.spaces.layers import lrelu, pixel_norm
 from genas.spaces.san.attention import AttentionDropout, ChannelAttention, RegionPixelAttention, kaiming_
 
 ARCH_KEYS = ("latent", "image_channels", "channels", "attention", "rpa", "rpa_ratio", "ado", "ado_threshold")
+SHORTCUTS = ("bilinear", "nearest")
 
 
 def width_at(resolution: int, width: int) -> int:
@@ -59,12 +66,12 @@ def modules_for(resolution: int) -> int:
 
 
 def make_arch(resolution: int, image_channels: int, latent: int, width: int, *, attention: bool, rpa: bool,
-              rpa_ratio: float, ado: bool, ado_threshold: float) -> dict:
+              rpa_ratio: float, ado: bool, ado_threshold: float, shortcut: str = "bilinear") -> dict:
     n = modules_for(resolution)
     return {"latent": int(latent), "image_channels": int(image_channels),
             "channels": [width_at(4 * 2 ** i, int(width)) for i in range(n)],
             "attention": bool(attention), "rpa": bool(rpa), "rpa_ratio": float(rpa_ratio),
-            "ado": bool(ado), "ado_threshold": float(ado_threshold)}
+            "ado": bool(ado), "ado_threshold": float(ado_threshold), "shortcut": shortcut}
 
 
 def validate_arch(arch: object) -> dict:
@@ -74,6 +81,9 @@ def validate_arch(arch: object) -> dict:
     channels = arch["channels"]
     if not isinstance(channels, list) or not channels or not all(isinstance(c, int) and c > 0 for c in channels):
         raise GenasError(f"san arch has bad module widths {channels!r}; re-export the checkpoint from its trial")
+    if arch.get("shortcut", "nearest") not in SHORTCUTS:
+        raise GenasError(f"san arch has shortcut {arch['shortcut']!r}, not one of {', '.join(SHORTCUTS)}; "
+                         "re-export the checkpoint from its trial")
     return arch
 
 
@@ -95,19 +105,22 @@ class ResidualBlock(nn.Module):
     """conv (transposed in G) -> PixelNorm -> LeakyReLU -> channel attention, plus a shortcut."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, *, transposed: bool,
-                 attention: bool) -> None:
+                 attention: bool, shortcut: str = "bilinear") -> None:
         super().__init__()
         conv = nn.ConvTranspose2d if transposed else nn.Conv2d
         self.conv = conv(cin, cout, kernel, stride=stride, padding=padding)
         self.attention = ChannelAttention(cout) if attention else nn.Identity()
         self.skip = kaiming_(nn.Conv2d(cin, cout, 1, bias=False)) if cin != cout else nn.Identity()
         self.transposed = transposed
+        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.attention(lrelu(pixel_norm(self.conv(x))))
         if x.shape[-2:] != y.shape[-2:]:
-            x = F.interpolate(x, size=y.shape[-2:], mode="nearest") if self.transposed else \
-                F.adaptive_avg_pool2d(x, y.shape[-2:])
+            if not self.transposed:
+                x = F.adaptive_avg_pool2d(x, y.shape[-2:])
+            else:
+                x = F.interpolate(x, size=y.shape[-2:], mode=self.shortcut)
         return y + self.skip(x)
 
 
@@ -118,7 +131,8 @@ class GeneratorModule(nn.Module):
         super().__init__()
         cin, cout = specs[0][0], specs[-1][1]
         self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
-        self.blocks = nn.ModuleList(ResidualBlock(*s, transposed=True, attention=arch["attention"]) for s in specs)
+        self.blocks = nn.ModuleList(ResidualBlock(*s, transposed=True, attention=arch["attention"],
+                                                  shortcut=arch.get("shortcut", "nearest")) for s in specs)
         self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -121,7 +121,8 @@ class SANSpace(Space):
         arch = make_arch(ctx.dataset.resolution, ctx.dataset.channels, int(config["latent"]), int(config["width"]),
                          attention=bool(config["attention"]), rpa=bool(config["rpa"]),
                          rpa_ratio=float(config["rpa_ratio"]), ado=bool(config["ado"]),
-                         ado_threshold=float(config["ado_threshold"]))
+                         ado_threshold=float(config["ado_threshold"]),
+                         shortcut=str(config.get("shortcut", "bilinear")))  # not searched; benches set "nearest"
         hp = Hyper(lr=float(config["lr"]), weight_decay=float(config["weight_decay"]), lam=float(config["lam"]),
                    mse_weight=float(config["mse_weight"]), batch_size=int(config.get("batch_size", b["batch_size"])),
                    ema_half_life=b["ema_half_life"],
