@@ -81,10 +81,15 @@ def validate_arch(arch: object) -> dict:
     channels = arch["channels"]
     if not isinstance(channels, list) or not channels or not all(isinstance(c, int) and c > 0 for c in channels):
         raise GenasError(f"san arch has bad module widths {channels!r}; re-export the checkpoint from its trial")
-    if arch.get("shortcut", "nearest") not in SHORTCUTS:
+    if shortcut_of(arch) not in SHORTCUTS:
         raise GenasError(f"san arch has shortcut {arch['shortcut']!r}, not one of {', '.join(SHORTCUTS)}; "
                          "re-export the checkpoint from its trial")
     return arch
+
+
+def shortcut_of(arch: dict) -> str:
+    """How G's shortcuts upsample; an arch saved before the key existed was trained with nearest."""
+    return arch.get("shortcut", "nearest")
 
 
 def resolution_of(arch: dict) -> int:
@@ -132,7 +137,7 @@ class GeneratorModule(nn.Module):
         cin, cout = specs[0][0], specs[-1][1]
         self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
         self.blocks = nn.ModuleList(ResidualBlock(*s, transposed=True, attention=arch["attention"],
-                                                  shortcut=arch.get("shortcut", "nearest")) for s in specs)
+                                                  shortcut=shortcut_of(arch)) for s in specs)
         self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
