@@ -46,7 +46,7 @@ CONFIG = {"lr": 1e-3, "weight_decay": 1e-5, "lam": 0.5, "mse_weight": 0.1, "late
           "ado": True, "ado_threshold": 0.1, "reading": "adversarial"}
 #: --one's starting point: every module off (what the faces champion of the twentieth session had)
 ONE = {**CONFIG, "mse_weight": 0.0, "width": 16, "attention": False, "rpa": False, "ado": False,
-       "shortcut": "bilinear"}
+       "shortcut": "bilinear", "upsample_kernel": "resize"}
 
 
 def plain_loop(arch: dict, images: torch.Tensor, device: torch.device, config: dict, batch: int,
@@ -174,7 +174,7 @@ def one(args, space, data, device) -> None:
         key, _, value = item.partition("=")
         if key not in config:
             raise SystemExit(f"--set {item}: {key} is not a san config key ({', '.join(config)})")
-        config[key] = value if key in ("reading", "shortcut") else json.loads(value)
+        config[key] = value if key in ("reading", "shortcut", "upsample_kernel") else json.loads(value)
     n = space.budget(args.budget)["eval_samples"]
     real = data.images[torch.randperm(data.images.shape[0], generator=torch.Generator().manual_seed(0))[:n]]
     print(f"{args.dataset}, budget {args.budget}, {machine(device)}; {json.dumps(config)}")

@@ -14,7 +14,7 @@ from genas.spaces.san.attention import AttentionDropout, ChannelAttention, Regio
 from genas.spaces.san.generator import SANGenerator
 from genas.spaces.san.losses import (diversity, latent_gradient_penalty, latent_wasserstein, paired_latent_mse,
                                      sliced_wasserstein)
-from genas.spaces.san.networks import GNet, RNet, make_arch, modules_for, share_kernels
+from genas.spaces.san.networks import GNet, ResizeConv, RNet, init_shared, make_arch, modules_for, share_kernels
 from genas.spaces.san.train import Hyper, Nets, losses, optimise, totals
 
 NO_AUTOCAST = torch.autocast("cuda", enabled=False)
@@ -37,11 +37,45 @@ def test_modules_per_resolution_and_shapes():
     assert len(G.stages) == len(R.stages) == 4 and all(len(s.blocks) == 3 for s in G.stages)
     assert G(torch.randn(3, 16)).shape == (3, 1, 32, 32)
     assert R(torch.randn(3, 1, 32, 32)).shape == (3, 16)
-    for g_stage, r_stage in zip(G.stages, R.stages):
-        for g, r in zip(g_stage.blocks, r_stage.blocks):
-            assert isinstance(g.conv, torch.nn.ConvTranspose2d) and isinstance(r.conv, torch.nn.Conv2d)
+    for i, (g_stage, r_stage) in enumerate(zip(G.stages, R.stages)):
+        for j, (g, r) in enumerate(zip(g_stage.blocks, r_stage.blocks)):
             assert g.conv.weight.shape == r.conv.weight.shape
+            if i > 0 and j == 0:  # each later module's first block doubles the resolution
+                assert isinstance(g.conv, ResizeConv) and isinstance(r.conv, ResizeConv)
+                continue
+            assert isinstance(g.conv, torch.nn.ConvTranspose2d) and isinstance(r.conv, torch.nn.Conv2d)
             assert (g.conv.in_channels, g.conv.out_channels) == (r.conv.out_channels, r.conv.in_channels)
+
+
+def test_resize_kernels_paint_no_checkerboard_and_r_mirrors_them_with_the_same_kernel():
+    a = arch(8, attention=False, rpa=False, ado=False)
+    assert a["upsample_kernel"] == "resize"
+
+    def doubling_convs(arch_: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
+        torch.manual_seed(0)
+        G, R = GNet(arch_), RNet(arch_)
+        init_shared(G, R)
+        return G.stages[1].blocks[0].conv, R.stages[1].blocks[0].conv  # 4x4 -> 8x8 in G, 8x8 -> 4x4 in R
+
+    g, r = doubling_convs(a)
+    assert g.weight.shape[-2:] == (3, 3) and g.kernel().shape[-2:] == (4, 4)
+    with torch.no_grad():
+        flat = g(torch.ones(1, 16, 6, 6))[..., 2:-2, 2:-2]  # away from the zero padding
+        # a free 4x4 kernel sums other taps in each of its four output phases: a 2-pixel checkerboard
+        old_g, _ = doubling_convs({k: v for k, v in a.items() if k != "upsample_kernel"})
+        assert isinstance(old_g, torch.nn.ConvTranspose2d) and old_g.weight.shape[-2:] == (4, 4)
+        checkered = old_g(torch.ones(1, 16, 6, 6))[..., 2:-2, 2:-2]
+    assert torch.allclose(flat, flat[..., :1, :1].expand_as(flat), atol=1e-5)
+    assert not torch.allclose(checkered, checkered[..., :1, :1].expand_as(checkered), atol=1e-2)
+    # R's conv is the adjoint of G's transposed conv: <G(x), y> = <x, R(y)> with the same kernel, no bias
+    x, y = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        g.bias.zero_()
+        r.bias.zero_()
+        assert torch.equal(g.weight, r.weight)
+        assert torch.allclose((g(x) * y).sum(), (x * r(y)).sum(), rtol=1e-4)
+    with pytest.raises(GenasError, match="upsample_kernel"):
+        GNet({**a, "upsample_kernel": "bilinear"})
 
 
 def test_g_shortcut_is_bilinear_and_an_arch_saved_without_the_key_keeps_nearest():

@@ -16,7 +16,7 @@ The arch is a JSON-able dict (the trial's ``arch`` user attr, the generator's co
 
     {"latent": 64, "image_channels": 1, "channels": [32, 32, 16, 8],   # each module's output width
      "attention": true, "rpa": true, "rpa_ratio": 0.5, "ado": true, "ado_threshold": 0.1,
-     "shortcut": "bilinear"}
+     "shortcut": "bilinear", "upsample_kernel": "resize"}
 
 Residual blocks ("Split/Add"): the input splits into the main path (conv, PixelNorm, LeakyReLU,
 channel attention) and a shortcut (upsampled in G / average-pooled in R to the output size, then a
@@ -26,6 +26,14 @@ is upsampled; genas takes bilinear. Nearest (genas's first reading, and what an 
 stream as flat 2x2, 4x4, 8x8 pixel blocks, and a G that leans on the stream paints them: on the
 100 LFW faces the nearest-shortcut champion drew grey 4-pixel blocks with no face in them, the
 same config with bilinear shortcuts drew faces (bench/README.md, "san's blocks").
+
+G's stride-2 kernels ("upsample_kernel"): a free 4x4 transposed-conv kernel paints a 2-pixel
+checkerboard (its four output phases each sum different taps, Odena et al. 2016), which the
+residual stream does not hide. ``"resize"`` (genas's choice; the source says only "transposed
+conv") makes each stride-2 4x4 kernel a learned 3x3 kernel spread over 2x2 (:class:`ResizeConv`):
+the transposed conv then *is* nearest-upsample + 3x3 conv, one sum of taps for every phase, and
+R's mirror conv uses the very same 4x4 kernel, so the kernels are still shared (the 3x3 ones are
+what is averaged). An arch saved without the key builds free 4x4 kernels (``"free"``).
 
 Shared kernels: G's block ``Cin -> Cout`` is ``ConvTranspose2d(Cin, Cout)``, weight
 ``[Cin, Cout, k, k]``; its mirror in R maps ``Cout -> Cin`` with ``Conv2d(Cout, Cin)``, weight
@@ -50,6 +58,7 @@ from genas.spaces.san.attention import AttentionDropout, ChannelAttention, Regio
 
 ARCH_KEYS = ("latent", "image_channels", "channels", "attention", "rpa", "rpa_ratio", "ado", "ado_threshold")
 SHORTCUTS = ("bilinear", "nearest")
+UPSAMPLE_KERNELS = ("resize", "free")
 
 
 def width_at(resolution: int, width: int) -> int:
@@ -66,12 +75,14 @@ def modules_for(resolution: int) -> int:
 
 
 def make_arch(resolution: int, image_channels: int, latent: int, width: int, *, attention: bool, rpa: bool,
-              rpa_ratio: float, ado: bool, ado_threshold: float, shortcut: str = "bilinear") -> dict:
+              rpa_ratio: float, ado: bool, ado_threshold: float, shortcut: str = "bilinear",
+              upsample_kernel: str = "resize") -> dict:
     n = modules_for(resolution)
     return {"latent": int(latent), "image_channels": int(image_channels),
             "channels": [width_at(4 * 2 ** i, int(width)) for i in range(n)],
             "attention": bool(attention), "rpa": bool(rpa), "rpa_ratio": float(rpa_ratio),
-            "ado": bool(ado), "ado_threshold": float(ado_threshold), "shortcut": shortcut}
+            "ado": bool(ado), "ado_threshold": float(ado_threshold), "shortcut": shortcut,
+            "upsample_kernel": upsample_kernel}
 
 
 def validate_arch(arch: object) -> dict:
@@ -84,12 +95,20 @@ def validate_arch(arch: object) -> dict:
     if shortcut_of(arch) not in SHORTCUTS:
         raise GenasError(f"san arch has shortcut {arch['shortcut']!r}, not one of {', '.join(SHORTCUTS)}; "
                          "re-export the checkpoint from its trial")
+    if upsample_kernel_of(arch) not in UPSAMPLE_KERNELS:
+        raise GenasError(f"san arch has upsample_kernel {arch['upsample_kernel']!r}, not one of "
+                         f"{', '.join(UPSAMPLE_KERNELS)}; re-export the checkpoint from its trial")
     return arch
 
 
 def shortcut_of(arch: dict) -> str:
     """How G's shortcuts upsample; an arch saved before the key existed was trained with nearest."""
     return arch.get("shortcut", "nearest")
+
+
+def upsample_kernel_of(arch: dict) -> str:
+    """G's stride-2 kernels; an arch saved before the key existed was trained with free 4x4 ones."""
+    return arch.get("upsample_kernel", "free")
 
 
 def resolution_of(arch: dict) -> int:
@@ -106,14 +125,42 @@ def block_specs(arch: dict) -> list[list[tuple[int, int, int, int, int]]]:
     return specs
 
 
+class ResizeConv(nn.Module):
+    """A stride-2, padding-1 4x4 (transposed) conv whose kernel is a 3x3 one spread over 2x2.
+
+    ``weight`` is the 3x3 kernel, laid out as the 4x4 one would be (``[Cin, Cout]`` of G's
+    transposed conv for both it and R's mirror), so kernel sharing averages it like any other.
+    """
+
+    def __init__(self, cin: int, cout: int, *, transposed: bool) -> None:
+        super().__init__()
+        g_in, g_out = (cin, cout) if transposed else (cout, cin)
+        self.weight = nn.Parameter(torch.empty(g_in, g_out, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.transposed = transposed
+
+    def kernel(self) -> torch.Tensor:
+        v = self.weight
+        spread = F.conv_transpose2d(v.reshape(-1, 1, 3, 3), v.new_ones(1, 1, 2, 2))
+        return spread.reshape(*v.shape[:2], 4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = F.conv_transpose2d if self.transposed else F.conv2d
+        return conv(x, self.kernel(), self.bias, stride=2, padding=1)
+
+
 class ResidualBlock(nn.Module):
     """conv (transposed in G) -> PixelNorm -> LeakyReLU -> channel attention, plus a shortcut."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, *, transposed: bool,
-                 attention: bool, shortcut: str = "bilinear") -> None:
+                 attention: bool, shortcut: str = "bilinear", upsample_kernel: str = "resize") -> None:
         super().__init__()
-        conv = nn.ConvTranspose2d if transposed else nn.Conv2d
-        self.conv = conv(cin, cout, kernel, stride=stride, padding=padding)
+        if stride == 2 and upsample_kernel == "resize":
+            assert (kernel, padding) == (4, 1), "a resize kernel stands in for a 4x4, padding-1 one"
+            self.conv = ResizeConv(cin, cout, transposed=transposed)
+        else:
+            conv = nn.ConvTranspose2d if transposed else nn.Conv2d
+            self.conv = conv(cin, cout, kernel, stride=stride, padding=padding)
         self.attention = ChannelAttention(cout) if attention else nn.Identity()
         self.skip = kaiming_(nn.Conv2d(cin, cout, 1, bias=False)) if cin != cout else nn.Identity()
         self.transposed = transposed
@@ -137,7 +184,8 @@ class GeneratorModule(nn.Module):
         cin, cout = specs[0][0], specs[-1][1]
         self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
         self.blocks = nn.ModuleList(ResidualBlock(*s, transposed=True, attention=arch["attention"],
-                                                  shortcut=shortcut_of(arch)) for s in specs)
+                                                  shortcut=shortcut_of(arch), upsample_kernel=upsample_kernel_of(arch))
+                                    for s in specs)
         self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +203,8 @@ class ReverseModule(nn.Module):
         cin, cout = specs[0][0], specs[-1][1]
         self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
         # blocks[j] mirrors G's blocks[j]; they run last to first
-        self.blocks = nn.ModuleList(ResidualBlock(o, i, k, s, p, transposed=False, attention=arch["attention"])
+        self.blocks = nn.ModuleList(ResidualBlock(o, i, k, s, p, transposed=False, attention=arch["attention"],
+                                                  upsample_kernel=upsample_kernel_of(arch))
                                     for i, o, k, s, p in specs)
         self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
 
@@ -201,7 +250,7 @@ class RNet(nn.Module):
 
 
 def shared_pairs(G: GNet, R: RNet) -> list[tuple[nn.Parameter, nn.Parameter]]:
-    """Every (G transposed-conv kernel, mirror R conv kernel) pair; both are ``[Cin, Cout, k, k]``."""
+    """Every (G transposed-conv kernel, mirror R conv kernel) pair; both ``[Cin, Cout, k, k]`` (k = 3 for a resize)."""
     pairs = []
     for g_stage, r_stage in zip(G.stages, R.stages):
         for g_block, r_block in zip(g_stage.blocks, r_stage.blocks):

@@ -122,7 +122,9 @@ class SANSpace(Space):
                          attention=bool(config["attention"]), rpa=bool(config["rpa"]),
                          rpa_ratio=float(config["rpa_ratio"]), ado=bool(config["ado"]),
                          ado_threshold=float(config["ado_threshold"]),
-                         shortcut=str(config.get("shortcut", "bilinear")))  # not searched; benches set "nearest"
+                         # not searched; benches set the readings before them ("nearest", "free")
+                         shortcut=str(config.get("shortcut", "bilinear")),
+                         upsample_kernel=str(config.get("upsample_kernel", "resize")))
         hp = Hyper(lr=float(config["lr"]), weight_decay=float(config["weight_decay"]), lam=float(config["lam"]),
                    mse_weight=float(config["mse_weight"]), batch_size=int(config.get("batch_size", b["batch_size"])),
                    ema_half_life=b["ema_half_life"],
