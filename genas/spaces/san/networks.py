@@ -57,8 +57,9 @@ from genas.spaces.layers import lrelu, pixel_norm
 from genas.spaces.san.attention import AttentionDropout, ChannelAttention, RegionPixelAttention, kaiming_
 
 ARCH_KEYS = ("latent", "image_channels", "channels", "attention", "rpa", "rpa_ratio", "ado", "ado_threshold")
-SHORTCUTS = ("bilinear", "nearest")
-UPSAMPLE_KERNELS = ("resize", "free")
+#: the arch's unsearched choices: their values (genas's default first) and what an arch saved before
+#: the key existed was trained with
+CHOICES = {"shortcut": (("bilinear", "nearest"), "nearest"), "upsample_kernel": (("resize", "free"), "free")}
 
 
 def width_at(resolution: int, width: int) -> int:
@@ -92,23 +93,16 @@ def validate_arch(arch: object) -> dict:
     channels = arch["channels"]
     if not isinstance(channels, list) or not channels or not all(isinstance(c, int) and c > 0 for c in channels):
         raise GenasError(f"san arch has bad module widths {channels!r}; re-export the checkpoint from its trial")
-    if shortcut_of(arch) not in SHORTCUTS:
-        raise GenasError(f"san arch has shortcut {arch['shortcut']!r}, not one of {', '.join(SHORTCUTS)}; "
-                         "re-export the checkpoint from its trial")
-    if upsample_kernel_of(arch) not in UPSAMPLE_KERNELS:
-        raise GenasError(f"san arch has upsample_kernel {arch['upsample_kernel']!r}, not one of "
-                         f"{', '.join(UPSAMPLE_KERNELS)}; re-export the checkpoint from its trial")
+    for key, (values, _) in CHOICES.items():
+        if choice_of(arch, key) not in values:
+            raise GenasError(f"san arch has {key} {arch[key]!r}, not one of {', '.join(values)}; "
+                             "re-export the checkpoint from its trial")
     return arch
 
 
-def shortcut_of(arch: dict) -> str:
-    """How G's shortcuts upsample; an arch saved before the key existed was trained with nearest."""
-    return arch.get("shortcut", "nearest")
-
-
-def upsample_kernel_of(arch: dict) -> str:
-    """G's stride-2 kernels; an arch saved before the key existed was trained with free 4x4 ones."""
-    return arch.get("upsample_kernel", "free")
+def choice_of(arch: dict, key: str) -> str:
+    """``arch[key]``, or for an arch saved before the key existed, what it was trained with."""
+    return arch.get(key, CHOICES[key][1])
 
 
 def resolution_of(arch: dict) -> int:
@@ -184,7 +178,8 @@ class GeneratorModule(nn.Module):
         cin, cout = specs[0][0], specs[-1][1]
         self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
         self.blocks = nn.ModuleList(ResidualBlock(*s, transposed=True, attention=arch["attention"],
-                                                  shortcut=shortcut_of(arch), upsample_kernel=upsample_kernel_of(arch))
+                                                  shortcut=choice_of(arch, "shortcut"),
+                                                  upsample_kernel=choice_of(arch, "upsample_kernel"))
                                     for s in specs)
         self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
 
@@ -204,7 +199,7 @@ class ReverseModule(nn.Module):
         self.rpa = RegionPixelAttention(cout, arch["rpa_ratio"]) if arch["rpa"] else nn.Identity()
         # blocks[j] mirrors G's blocks[j]; they run last to first
         self.blocks = nn.ModuleList(ResidualBlock(o, i, k, s, p, transposed=False, attention=arch["attention"],
-                                                  upsample_kernel=upsample_kernel_of(arch))
+                                                  upsample_kernel=choice_of(arch, "upsample_kernel"))
                                     for i, o, k, s, p in specs)
         self.ado = AttentionDropout(cin, arch["ado_threshold"]) if arch["ado"] else nn.Identity()
 
